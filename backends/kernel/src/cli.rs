@@ -1,0 +1,80 @@
+//! The emitted runtime's command line.
+
+use clap::{Arg, ArgAction, Command};
+
+/// Parsed command line of a runtime.
+#[derive(Debug, Clone, Default)]
+pub struct Cli {
+    /// `--addr` / `HTTP_ADDR`.
+    pub addr: Option<String>,
+    /// `--config KEY=VALUE`, in order.
+    pub config: Vec<(String, String)>,
+}
+
+impl Cli {
+    /// Parses `std::env::args` for `app`; prints help or an error and exits on bad input.
+    pub fn parse_for(app: &'static crate::App) -> Cli {
+        Self::command(app).get_matches().into()
+    }
+
+    /// Parses the given arguments (the first is the program name).
+    pub fn try_parse_from<I, S>(app: &'static crate::App, args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<std::ffi::OsString> + Clone,
+    {
+        Ok(Self::command(app).try_get_matches_from(args)?.into())
+    }
+
+    fn command(app: &'static crate::App) -> Command {
+        Command::new(app.name)
+            .about(format!(
+                "The `{}` WebAssembly service: a runtime built for this one component by qwasr-gen {}.",
+                app.name, app.generator
+            ))
+            .after_help(format!(
+                "Environment:\n  \
+                 HTTP_ADDR               address to listen on (default {})\n  \
+                 QWASR_CONFIG_<KEY>      overrides a wasi:config value (KEY upper-cased, '-' and '.' as '_')\n  \
+                 RUST_LOG                log filter, e.g. info, debug, qwasr=trace (default info)\n\n\
+                 Backends read their own variables; `qwasr-gen plan` lists them.\n\
+                 The guest sees no host environment, files or network beyond the manifest's [grants].",
+                app.http_addr
+            ))
+            .version(app.generator)
+            .arg(
+                Arg::new("addr")
+                    .long("addr")
+                    .env("HTTP_ADDR")
+                    .value_name("HOST:PORT")
+                    .help("Address the HTTP server listens on"),
+            )
+            .arg(
+                Arg::new("config")
+                    .long("config")
+                    .value_name("KEY=VALUE")
+                    .action(ArgAction::Append)
+                    .value_parser(parse_pair)
+                    .help("Sets a wasi:config value (repeatable; wins over the manifest and environment)"),
+            )
+    }
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
+    }
+}
+
+impl From<clap::ArgMatches> for Cli {
+    fn from(m: clap::ArgMatches) -> Self {
+        Cli {
+            addr: m.get_one::<String>("addr").cloned(),
+            config: m
+                .get_many::<(String, String)>("config")
+                .map(|v| v.cloned().collect())
+                .unwrap_or_default(),
+        }
+    }
+}

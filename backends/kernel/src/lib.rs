@@ -1,0 +1,247 @@
+//! The core every runtime emitted by `qwasr-gen` links: the wasmtime engine
+//! set up for services, the runtime's command line, the per-request store
+//! with its limits and grants, and the conventions that tie interface crates
+//! together.
+//!
+//! # How an emitted runtime uses it
+//!
+//! The generated `main.rs` declares one [`App`] (everything the manifest
+//! decided, as constants), a `State` struct with a [`KernelCtx`] field and one
+//! field per interface, and calls [`main`]. Each interface crate
+//! (`qwasr-wasi-keyvalue`, …) exposes a `Ctx` type, an `add_to_linker`
+//! function over `T: View<Ctx>`, and its backends expose `connect`
+//! functions taking a [`BackendConfig`].
+//!
+//! ```ignore
+//! impl qwasr_kernel::View<qwasr_wasi_keyvalue::Ctx> for State {
+//!     fn view(&mut self) -> qwasr_kernel::CtxView<'_, qwasr_wasi_keyvalue::Ctx> {
+//!         qwasr_kernel::CtxView { ctx: &mut self.keyvalue, table: &mut self.kernel.table }
+//!     }
+//! }
+//! ```
+
+#![deny(missing_docs)]
+
+mod cli;
+mod engine;
+
+pub use cli::Cli;
+pub use engine::Kernel;
+
+pub use anyhow;
+pub use tokio;
+pub use tracing;
+pub use wasmtime;
+pub use wasmtime_wasi;
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::time::Duration;
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView};
+
+/// Everything `qwasr-gen` decided about an app, compiled into its runtime.
+#[derive(Debug, Clone, Copy)]
+pub struct App {
+    /// The app's name (the binary's name).
+    pub name: &'static str,
+    /// Version of the generator that emitted the runtime.
+    pub generator: &'static str,
+    /// The component's bytes.
+    pub component: &'static [u8],
+    /// Resource limits per request.
+    pub limits: Limits,
+    /// What the guest may see of the host.
+    pub grants: Grants,
+    /// Address the HTTP server listens on unless `HTTP_ADDR` says otherwise.
+    pub http_addr: &'static str,
+    /// Hosts (`host:port`) outgoing HTTP requests may reach; empty denies all.
+    pub outgoing: &'static [&'static str],
+}
+
+/// Where the HTTP server listens when neither the manifest nor `HTTP_ADDR` says.
+pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
+
+/// Per-request resource limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Linear memory a single instance may grow to, in bytes.
+    pub memory: u64,
+    /// Wall-clock time a single request may run.
+    pub timeout: Duration,
+    /// Instances that may be live at once.
+    pub instances: u32,
+}
+
+impl Limits {
+    /// The limits an app gets for what its manifest leaves out.
+    pub const DEFAULT: Limits = Limits {
+        memory: 128 << 20,
+        timeout: Duration::from_secs(30),
+        instances: 1000,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
+/// What the guest may see of the host; nothing by default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Grants {
+    /// Host environment variables passed through to the guest.
+    pub env: &'static [&'static str],
+    /// Directories preopened for the guest: `(guest path, host path)`.
+    pub dirs: &'static [(&'static str, &'static str)],
+}
+
+/// Per-store state owned by the kernel: WASI context, resources, limits.
+pub struct KernelCtx {
+    /// The guest's WASI context (built from the app's grants).
+    pub wasi: WasiCtx,
+    /// Resources the guest holds, shared by every interface.
+    pub table: ResourceTable,
+    /// Memory and instance limits enforced on the store.
+    pub limits: StoreLimits,
+}
+
+impl KernelCtx {
+    /// The view wasmtime-wasi needs; generated `WasiView` impls return this.
+    pub fn wasi_view(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+
+    fn new(wasi: WasiCtx, limits: &Limits) -> Self {
+        KernelCtx {
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(usize::try_from(limits.memory).unwrap_or(usize::MAX))
+                .trap_on_grow_failure(false)
+                .build(),
+        }
+    }
+}
+
+/// Implemented by a runtime's store state: access to the kernel's part.
+pub trait Host: wasmtime_wasi::WasiView + Send + 'static {
+    /// The kernel's per-store state.
+    fn kernel(&mut self) -> &mut KernelCtx;
+}
+
+/// A borrowed view of one interface's context and the shared resource table.
+pub struct CtxView<'a, C> {
+    /// The interface's per-store context.
+    pub ctx: &'a mut C,
+    /// Resources the guest holds.
+    pub table: &'a mut ResourceTable,
+}
+
+/// Implemented by a runtime's store state once per interface context `C`.
+pub trait View<C>: Send {
+    /// Borrows the interface's context and the resource table.
+    fn view(&mut self) -> CtxView<'_, C>;
+}
+
+/// What a backend's `connect` function gets: the manifest's options for it.
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    /// The app this runtime was built for.
+    pub app: &'static App,
+    /// Short interface name (`keyvalue`).
+    pub interface: &'static str,
+    /// Backend name (`redis`, `embedded`).
+    pub backend: &'static str,
+    /// Options from the manifest (`[backends]` table entry, or `[config]` for wasi:config).
+    pub options: Vec<(String, String)>,
+    /// `KEY=VALUE` pairs given with `--config` on the runtime's command line.
+    pub overrides: Vec<(String, String)>,
+}
+
+impl BackendConfig {
+    /// An option's value: environment variable `env` if set, else the manifest's.
+    ///
+    /// A variable that is set but not valid UTF-8 is an error naming it.
+    pub fn get(&self, key: &str, env: &str) -> anyhow::Result<Option<String>> {
+        match std::env::var(env) {
+            Ok(v) => Ok(Some(v)),
+            Err(std::env::VarError::NotPresent) => Ok(self
+                .options
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                anyhow::bail!("environment variable {env} is not valid UTF-8")
+            }
+        }
+    }
+}
+
+/// Runs an emitted runtime: parses the command line, sets up logging and
+/// tokio, builds the [`Kernel`] and hands it to `run`. Errors are printed
+/// with their causes and exit non-zero.
+pub fn main<F, Fut>(app: &'static App, run: F) -> ExitCode
+where
+    F: FnOnce(Kernel) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let cli = Cli::parse_for(app);
+    init_tracing();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| {
+            rt.block_on(async {
+                let kernel = Kernel::new(app, cli)?;
+                run(kernel).await
+            })
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves when the process is asked to stop (SIGINT or SIGTERM).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,527 @@
+//! The plan: for every import, the crate and backend that serve it and why;
+//! for every export, the server that runs it. A plain value, decided from the
+//! component, the manifest and the catalog, and nothing else.
+
+use crate::catalog::{self, Catalog, CrateRef, Interface, Match};
+use crate::component::{Component, InterfaceId};
+use crate::manifest::{self, Loc, Manifest};
+use anyhow::{Result, bail};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// Why a backend was chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// The interface's embedded default: the manifest names none.
+    Default,
+    /// `[backends]` in the manifest, at this position.
+    Manifest(Loc),
+}
+
+impl Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Reason::Default => s.serialize_str("default"),
+            Reason::Manifest(loc) => s.collect_str(loc),
+        }
+    }
+}
+
+/// How one import is served.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportPlan {
+    /// The import, as the component names it.
+    pub import: InterfaceId,
+    /// Interface short name (`keyvalue`), or `wasi` for the kernel's standard interfaces.
+    pub interface: String,
+    /// The crate that links it.
+    #[serde(rename = "crate")]
+    pub krate: String,
+    /// Backend name, for interfaces with backends.
+    pub backend: Option<String>,
+}
+
+/// How one export is run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportPlan {
+    /// The export, as the component names it.
+    pub export: InterfaceId,
+    /// The server that runs it (`http`), or `None` when nothing does.
+    pub server: Option<String>,
+}
+
+/// One interface crate linked into the runtime, with its backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct Link {
+    /// Short name (`keyvalue`).
+    pub interface: String,
+    /// The interface crate.
+    #[serde(rename = "crate")]
+    pub krate: CrateRef,
+    /// Chosen backend.
+    pub backend: String,
+    /// The backend's crate (the interface crate for embedded defaults).
+    pub backend_crate: CrateRef,
+    /// Rust module in the backend crate holding `connect`.
+    pub module: String,
+    /// Options handed to `connect` (manifest `[backends]` table, or `[config]` for config).
+    pub options: Vec<(String, String)>,
+    /// Environment variables the backend reads.
+    pub env: Vec<String>,
+    /// Why this backend.
+    pub reason: Reason,
+}
+
+/// A server the runtime starts, for an export.
+#[derive(Debug, Clone, Serialize)]
+pub struct Server {
+    /// Server name (`http`).
+    pub name: String,
+    /// The interface whose crate provides `serve`.
+    pub interface: String,
+}
+
+/// Limits the manifest sets; `None` takes the kernel's default.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Limits {
+    /// Bytes of linear memory per instance.
+    pub memory: Option<u64>,
+    /// Milliseconds per request.
+    pub timeout_ms: Option<u64>,
+    /// Live instances at once.
+    pub instances: Option<u32>,
+}
+
+/// The whole decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// App (and binary) name.
+    pub app: String,
+    /// The component file.
+    pub component: PathBuf,
+    /// The kernel crate.
+    pub kernel: CrateRef,
+    /// Every import, in the component's order (sorted).
+    pub imports: Vec<ImportPlan>,
+    /// Every export.
+    pub exports: Vec<ExportPlan>,
+    /// Interface crates to link, by name.
+    pub links: Vec<Link>,
+    /// Servers to start.
+    pub servers: Vec<Server>,
+    /// `[http] addr`, if set.
+    pub http_addr: Option<String>,
+    /// `[http] outgoing`.
+    pub outgoing: Vec<String>,
+    /// `[limits]`.
+    pub limits: Limits,
+    /// `[grants] env`.
+    pub grant_env: Vec<String>,
+    /// `[grants] dirs`: guest path, host path.
+    pub grant_dirs: Vec<(String, PathBuf)>,
+    /// Things worth knowing that are not errors.
+    pub notes: Vec<String>,
+}
+
+/// Decides the plan, or explains every import and manifest entry it cannot honour.
+pub fn plan(component: &Component, manifest: &Manifest, catalog: &Catalog) -> Result<Plan> {
+    let mut problems: Vec<String> = Vec::new();
+    let mut notes = Vec::new();
+
+    for u in &component.unnamed_imports {
+        problems.push(format!(
+            "the component imports the bare {} `{}` rather than a WIT interface; \
+             qwasr serves interface imports such as wasi:keyvalue/store@0.2.0-draft",
+            u.kind, u.name
+        ));
+    }
+
+    // Which interface crate serves each import.
+    let mut imports = Vec::new();
+    let mut needed: BTreeMap<String, &Interface> = BTreeMap::new();
+    for import in &component.imports {
+        if catalog
+            .kernel_imports
+            .iter()
+            .any(|p| catalog::matches(p, import) == Match::Yes)
+        {
+            imports.push(ImportPlan {
+                import: import.clone(),
+                interface: "wasi".into(),
+                krate: catalog.kernel.name.clone(),
+                backend: None,
+            });
+            continue;
+        }
+        let found = catalog.interfaces.iter().find(|i| {
+            i.imports
+                .iter()
+                .any(|p| catalog::matches(p, import) == Match::Yes)
+        });
+        match found {
+            Some(i) => {
+                needed.insert(i.name.clone(), i);
+                imports.push(ImportPlan {
+                    import: import.clone(),
+                    interface: i.name.clone(),
+                    krate: i.krate.name.clone(),
+                    backend: None,
+                });
+            }
+            None => problems.push(unsupported(import, catalog)),
+        }
+    }
+
+    // Which server runs each export.
+    let mut exports = Vec::new();
+    let mut servers: Vec<Server> = Vec::new();
+    for export in &component.exports {
+        let found = catalog.interfaces.iter().find_map(|i| {
+            i.exports
+                .iter()
+                .find(|(p, _)| catalog::matches(p, export) == Match::Yes)
+                .map(|(_, server)| (i, server.clone()))
+        });
+        match found {
+            Some((i, server)) => {
+                needed.insert(i.name.clone(), i);
+                if !servers.iter().any(|s| s.name == server) {
+                    servers.push(Server {
+                        name: server.clone(),
+                        interface: i.name.clone(),
+                    });
+                }
+                exports.push(ExportPlan {
+                    export: export.clone(),
+                    server: Some(server),
+                });
+            }
+            None => {
+                notes.push(format!(
+                    "export {export} is not run by any server; it is left alone"
+                ));
+                exports.push(ExportPlan {
+                    export: export.clone(),
+                    server: None,
+                });
+            }
+        }
+    }
+    if servers.is_empty() {
+        let supported: Vec<String> = catalog
+            .interfaces
+            .iter()
+            .flat_map(|i| i.exports.iter().map(|(p, _)| major_minor(p)))
+            .collect();
+        problems.push(format!(
+            "the component exports nothing qwasr can run (it exports {}); \
+             a service must export one of: {}",
+            if component.exports.is_empty() {
+                "no interfaces".to_string()
+            } else {
+                list(component.exports.iter().map(ToString::to_string))
+            },
+            supported.join(", ")
+        ));
+    }
+
+    // The manifest's [backends] entries.
+    let mut chosen: BTreeMap<String, &manifest::BackendChoice> = BTreeMap::new();
+    for choice in &manifest.backends {
+        let key = &choice.interface.value;
+        let Some(interface) = catalog.interface(key) else {
+            let names: Vec<&str> = catalog.interfaces.iter().map(|i| i.name.as_str()).collect();
+            let hint = match manifest::nearest(key, &names) {
+                Some(n) => format!("did you mean `{n}`?"),
+                None => format!("known interfaces: {}", names.join(", ")),
+            };
+            problems.push(format!(
+                "{}: unknown interface `{key}` in [backends]; {hint}",
+                choice.interface.loc
+            ));
+            continue;
+        };
+        let backend = &choice.backend.value;
+        if catalog.backend_for(interface, backend).is_none() {
+            let available: Vec<&str> = catalog
+                .backends_for(interface)
+                .map(|b| b.name.as_str())
+                .collect();
+            let what = if catalog.backends.iter().any(|b| b.name == *backend) {
+                format!(
+                    "backend `{backend}` does not implement {}",
+                    interface.package
+                )
+            } else {
+                format!("unknown backend `{backend}` for {key}")
+            };
+            let hint = match manifest::nearest(backend, &available) {
+                Some(n) if catalog.backends.iter().all(|b| b.name != *backend) => {
+                    format!("did you mean `{n}`?")
+                }
+                _ => format!("backends for {key}: {}", available.join(", ")),
+            };
+            problems.push(format!("{}: {what}; {hint}", choice.backend.loc));
+            continue;
+        }
+        if !needed.contains_key(key) {
+            notes.push(format!(
+                "{}: [backends] {key} is set, but the component does not use {}; ignored",
+                choice.interface.loc, interface.package
+            ));
+        }
+        chosen.insert(key.clone(), choice);
+    }
+    if !manifest.config.is_empty() && !needed.contains_key("config") {
+        notes
+            .push("[config] is set, but the component does not import wasi:config; ignored".into());
+    }
+
+    if !problems.is_empty() {
+        let mut msg = String::new();
+        if problems.len() == 1 {
+            msg.push_str(&problems[0]);
+        } else {
+            let _ = write!(
+                msg,
+                "{} problems stop this app from building:",
+                problems.len()
+            );
+            for p in &problems {
+                let _ = write!(msg, "\n  - {p}");
+            }
+        }
+        bail!(msg);
+    }
+
+    let mut links = Vec::new();
+    for (name, interface) in &needed {
+        let (backend_name, reason, mut options) = match chosen.get(name) {
+            Some(c) => (
+                c.backend.value.clone(),
+                Reason::Manifest(c.backend.loc.clone()),
+                c.options.clone(),
+            ),
+            None => (
+                interface.default_backend.clone(),
+                Reason::Default,
+                Vec::new(),
+            ),
+        };
+        if name == "config" {
+            options.extend(manifest.config.iter().cloned());
+        }
+        let backend = catalog
+            .backend_for(interface, &backend_name)
+            .expect("checked above or by the catalog");
+        for i in imports.iter_mut().filter(|i| i.interface == *name) {
+            i.backend = Some(backend_name.clone());
+        }
+        links.push(Link {
+            interface: name.clone(),
+            krate: interface.krate.clone(),
+            backend: backend_name,
+            backend_crate: backend.krate.clone(),
+            module: backend
+                .module
+                .clone()
+                .unwrap_or_else(|| name.replace('-', "_")),
+            options,
+            env: backend.env.clone(),
+            reason,
+        });
+    }
+
+    Ok(Plan {
+        app: app_name(component, manifest)?,
+        component: component.path.clone(),
+        kernel: catalog.kernel.clone(),
+        imports,
+        exports,
+        links,
+        servers,
+        http_addr: manifest.http_addr.clone(),
+        outgoing: manifest.outgoing.clone(),
+        limits: Limits {
+            memory: manifest.memory,
+            timeout_ms: manifest.timeout.map(|t| t.as_millis() as u64),
+            instances: manifest.instances,
+        },
+        grant_env: manifest.grant_env.clone(),
+        grant_dirs: manifest.grant_dirs.clone(),
+        notes,
+    })
+}
+
+/// Why nothing serves `import`: an unknown interface, or a known one at another version.
+fn unsupported(import: &InterfaceId, catalog: &Catalog) -> String {
+    let same_package: Vec<&InterfaceId> = catalog
+        .interfaces
+        .iter()
+        .flat_map(|i| i.imports.iter())
+        .chain(catalog.kernel_imports.iter())
+        .filter(|p| catalog::matches(p, import) == Match::OtherVersion)
+        .collect();
+    if !same_package.is_empty() {
+        let versions: Vec<String> = same_package.iter().map(|p| major_minor(p)).collect();
+        return format!(
+            "{import} is not supported at this version; qwasr serves {}: build the guest against one of those",
+            list(dedup(versions))
+        );
+    }
+    let mut supported: Vec<String> = catalog
+        .interfaces
+        .iter()
+        .flat_map(|i| {
+            i.imports
+                .iter()
+                .map(|p| format!("{}:{}", p.namespace, p.package))
+        })
+        .collect();
+    supported.push("wasi:io/cli/clocks/random/filesystem/sockets (0.2)".into());
+    format!(
+        "no backend serves the import {import}; supported packages: {}",
+        list(dedup(supported))
+    )
+}
+
+/// `wasi:http/types@0.2.x` for `@0.2.12`; exact for pre-releases.
+fn major_minor(p: &InterfaceId) -> String {
+    let base = format!("{}:{}/{}", p.namespace, p.package, p.interface);
+    match &p.version {
+        Some(v) if v.pre.is_empty() && v.major == 0 => format!("{base}@0.{}.x", v.minor),
+        Some(v) if v.pre.is_empty() => format!("{base}@{}.x", v.major),
+        Some(v) => format!("{base}@{v}"),
+        None => base,
+    }
+}
+
+fn dedup(mut v: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|s| seen.insert(s.clone()));
+    v
+}
+
+fn list(items: impl IntoIterator<Item = String>) -> String {
+    items.into_iter().collect::<Vec<_>>().join(", ")
+}
+
+/// The manifest's `[app] name`, else the component file's stem made into a crate name.
+fn app_name(component: &Component, manifest: &Manifest) -> Result<String> {
+    if let Some(name) = &manifest.name {
+        return Ok(name.value.clone());
+    }
+    let stem = component
+        .path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let name: String = stem
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if manifest::valid_name(&name) {
+        Ok(name)
+    } else {
+        bail!(
+            "cannot make a binary name from `{}`; set one in qwasr.toml:\n\n    [app]\n    name = \"my-app\"",
+            component.path.display()
+        )
+    }
+}
+
+impl Plan {
+    /// The plan as people read it.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "app {} ({})", self.app, self.component.display());
+        let _ = writeln!(out, "\nimports:");
+        for i in &self.imports {
+            match &i.backend {
+                Some(b) => {
+                    let link = self.links.iter().find(|l| l.interface == i.interface);
+                    let why = match link.map(|l| &l.reason) {
+                        Some(Reason::Manifest(loc)) => format!("set in {loc}"),
+                        _ => "embedded default".into(),
+                    };
+                    let _ = writeln!(
+                        out,
+                        "  {:<44} {} via {}, backend {b} ({why})",
+                        i.import.to_string(),
+                        i.interface,
+                        i.krate
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "  {:<44} {} (standard WASI, nothing granted)",
+                        i.import.to_string(),
+                        i.krate
+                    );
+                }
+            }
+        }
+        if self.imports.is_empty() {
+            let _ = writeln!(out, "  (none)");
+        }
+        let _ = writeln!(out, "\nexports:");
+        for e in &self.exports {
+            match &e.server {
+                Some(s) => {
+                    let _ = writeln!(
+                        out,
+                        "  {:<44} served by the {s} server",
+                        e.export.to_string()
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "  {:<44} not served", e.export.to_string());
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\ncrates: {}",
+            self.crates()
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let env: Vec<&str> = self
+            .links
+            .iter()
+            .flat_map(|l| l.env.iter().map(String::as_str))
+            .collect();
+        if !env.is_empty() {
+            let _ = writeln!(out, "environment: {}", env.join(", "));
+        }
+        for n in &self.notes {
+            let _ = writeln!(out, "note: {n}");
+        }
+        out
+    }
+
+    /// Every crate the runtime depends on, kernel first, without repeats.
+    pub fn crates(&self) -> Vec<&CrateRef> {
+        let mut crates = vec![&self.kernel];
+        for l in &self.links {
+            for c in [&l.krate, &l.backend_crate] {
+                if !crates.contains(&c) {
+                    crates.push(c);
+                }
+            }
+        }
+        crates
+    }
+}
