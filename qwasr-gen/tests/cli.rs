@@ -63,7 +63,7 @@ fn fixture(dir: &Path, name: &str, wit: &str) -> PathBuf {
         &mut module,
         &resolve,
         world,
-        wit_parser::StringEncoding::UTF8,
+        wit_component::StringEncoding::UTF8,
         false,
     )
     .unwrap();
@@ -180,7 +180,7 @@ fn a_component_with_nothing_to_serve() {
     let err = fails(&["plan", "lib.wasm"], dir.path());
     assert_eq!(
         err.trim_end(),
-        "error: the component exports nothing qwasr can run (it exports no interfaces); \
+        "error: the component exports nothing qwasr can run (it exports test:app/api); \
          a service must export one of: wasi:http/incoming-handler@0.2.x"
     );
 }

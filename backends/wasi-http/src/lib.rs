@@ -84,7 +84,7 @@ impl Hooks {
                 443
             });
         let target = format!("{}:{port}", host.to_ascii_lowercase());
-        self.allowed.iter().any(|a| *a == target)
+        self.allowed.contains(&target)
     }
 }
 
