@@ -17,6 +17,18 @@ guests=(
   "counter draft2 examples/counter/app-draft2.wasm"
 )
 
+build_python() {
+  # componentize-py ships CPython and works offline; pip installs it in seconds.
+  local scripts
+  scripts="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+  if ! "$scripts/componentize-py" --version 2>/dev/null | grep -q '0\.25\.'; then
+    say Installing "componentize-py 0.25 (pip)"
+    python3 -m pip install -q --disable-pip-version-check 'componentize-py==0.25.*' >/dev/null 2>&1
+  fi
+  (cd examples/hello-python && "$scripts/componentize-py" -d ../wit -w hello-python componentize app -o app.wasm >/dev/null)
+  say Built "examples/hello-python/app.wasm ($(wc -c <examples/hello-python/app.wasm) bytes)"
+}
+
 if rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
   say Using "rustup's wasm32-wasip2 target"
   for g in "${guests[@]}"; do
@@ -26,6 +38,7 @@ if rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     cp "$target/wasm32-wasip2/release/${name//-/_}.wasm" "$out"
     say Built "$out"
   done
+  build_python
   exit 0
 fi
 
@@ -53,3 +66,5 @@ for g in "${guests[@]}"; do
   "$qwasr_gen" componentize "$target/wasm32-unknown-unknown/release/${name//-/_}.wasm" -o "$out" >/dev/null
   say Built "$out ($(wc -c <"$out") bytes)"
 done
+
+build_python

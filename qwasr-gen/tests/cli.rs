@@ -574,7 +574,7 @@ fn build(args: &[&str]) -> (PathBuf, Duration) {
 
 /// One test, so the apps build one after another in one shared target directory.
 #[test]
-fn end_to_end_counter_hello_and_draft2() {
+fn end_to_end_counter_hello_draft2_and_python() {
     let (counter, first) = build(&["--manifest", "examples/counter/qwasr.toml"]);
     let rt = Runtime::start(&counter, &[]);
     assert_eq!(rt.get("/"), (200, "1\n".to_string()));
@@ -614,4 +614,29 @@ fn end_to_end_counter_hello_and_draft2() {
     let rt = Runtime::start(&bin, &[]);
     assert_eq!(rt.get("/"), (200, "1\n".to_string()));
     assert_eq!(rt.get("/"), (200, "2\n".to_string()));
+
+    drop(rt);
+
+    // A component from another toolchain: CPython via componentize-py, ~25
+    // standard WASI imports at mixed 0.2.x versions, nothing granted.
+    let py = root().join("examples/hello-python/app.wasm");
+    assert!(
+        py.is_file(),
+        "{} is missing: run scripts/build-examples.sh",
+        py.display()
+    );
+    let (bin, _) = build(&["--manifest", "examples/hello-python/qwasr.toml"]);
+    let rt = Runtime::start(&bin, &[("QWASR_TEST_SECRET", "hidden")]);
+    assert_eq!(
+        rt.get("/py"),
+        (
+            200,
+            "Hello from Python on qwasr! You asked for /py\n".to_string()
+        )
+    );
+    assert_eq!(
+        rt.get("/env"),
+        (200, "\n".to_string()),
+        "the guest sees no host environment"
+    );
 }
