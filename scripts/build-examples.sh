@@ -15,6 +15,7 @@ guests=(
   "hello-http - examples/hello-http/app.wasm"
   "counter - examples/counter/app.wasm"
   "counter draft2 examples/counter/app-draft2.wasm"
+  "limits - examples/limits/app.wasm"
 )
 
 build_python() {

@@ -42,6 +42,9 @@ enum Command {
     Generate {
         #[command(flatten)]
         input: Input,
+        /// Embed WebAssembly and Cranelift instead of precompiled code (development).
+        #[arg(long)]
+        jit: bool,
         /// Directory to write the crate to.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
@@ -56,6 +59,10 @@ enum Command {
         /// Build with optimisations.
         #[arg(long)]
         release: bool,
+        /// Embed WebAssembly and Cranelift instead of precompiled code; the
+        /// runtime then also runs a .wasm given with `--component FILE` (development).
+        #[arg(long)]
+        jit: bool,
         /// Cargo target directory shared by all apps [env: QWASR_TARGET_DIR, then CARGO_TARGET_DIR; default ~/.cache/qwasr-gen/target]
         #[arg(long, value_name = "DIR")]
         target_dir: Option<PathBuf>,
@@ -80,6 +87,10 @@ struct Input {
     /// The app's manifest; default: ./qwasr.toml if it exists.
     #[arg(long, value_name = "FILE")]
     manifest: Option<PathBuf>,
+    /// Link every interface and default backend in the catalog, used or not
+    /// (a general-purpose runtime, for comparisons).
+    #[arg(long, hide = true)]
+    link_all: bool,
     /// Directory of the backend crates [env: QWASR_BACKENDS; default: the one qwasr-gen was built from]
     #[arg(long, value_name = "DIR")]
     backends: Option<PathBuf>,
@@ -88,7 +99,6 @@ struct Input {
 /// What the inputs resolve to.
 struct Loaded {
     component: Component,
-    manifest: Manifest,
     manifest_path: Option<PathBuf>,
     plan: Plan,
 }
@@ -117,10 +127,9 @@ impl Input {
         let component = Component::read(&component_path)?;
         let dir = self.backends.clone().unwrap_or_else(Catalog::default_dir);
         let catalog = Catalog::load(&dir)?;
-        let plan = plan::plan(&component, &manifest, &catalog)?;
+        let plan = plan::plan_with(&component, &manifest, &catalog, self.link_all)?;
         Ok(Loaded {
             component,
-            manifest,
             manifest_path,
             plan,
         })
@@ -189,15 +198,16 @@ fn run(cli: Cli) -> Result<()> {
                 write!(stdout, "{}", loaded.plan.render())?;
             }
         }
-        Command::Generate { input, out } => {
+        Command::Generate { input, out, jit } => {
             let loaded = input.load()?;
-            generate(&loaded, &out)?;
+            generate(&loaded, &out, mode(jit))?;
             writeln!(stdout, "{}", out.display())?;
         }
         Command::Build {
             input,
             output,
             release,
+            jit,
             target_dir,
         } => {
             let started = std::time::Instant::now();
@@ -208,7 +218,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let target_dir = absolute(&target_dir)?;
             let krate = target_dir.join("qwasr").join(&loaded.plan.app);
-            generate(&loaded, &krate)?;
+            generate(&loaded, &krate, mode(jit))?;
             status(
                 "Building",
                 format!(
@@ -247,15 +257,23 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-fn generate(loaded: &Loaded, out: &Path) -> Result<()> {
+fn mode(jit: bool) -> emit::Mode {
+    if jit {
+        emit::Mode::Jit
+    } else {
+        emit::Mode::Precompiled
+    }
+}
+
+fn generate(loaded: &Loaded, out: &Path, mode: emit::Mode) -> Result<()> {
     for note in &loaded.plan.notes {
         eprintln!("note: {note}");
     }
-    let _ = &loaded.manifest;
     let files = emit::emit(
         &loaded.plan,
         &loaded.component.bytes,
         loaded.manifest_path.as_deref(),
+        mode,
     )?;
     files.write(out)?;
     status(

@@ -19,18 +19,46 @@ const SEED_LOCK: &str = include_str!("../../Cargo.lock");
 const README: &str = include_str!("../../templates/README.md.j2");
 const GITIGNORE: &str = include_str!("../../templates/gitignore.j2");
 
-/// The name the component has inside the emitted crate.
-pub const COMPONENT_FILE: &str = "app.wasm";
+/// The component inside the emitted crate, precompiled.
+pub const PRECOMPILED_FILE: &str = "app.cwasm";
+/// The component inside the emitted crate, as WebAssembly (`--jit`).
+pub const WASM_FILE: &str = "app.wasm";
+
+/// How the runtime gets its machine code.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Precompiled now, embedded; the runtime links no compiler.
+    #[default]
+    Precompiled,
+    /// WebAssembly embedded, compiled by Cranelift at start-up; the runtime
+    /// also takes `--component FILE` (for development).
+    Jit,
+}
 
 /// An emitted crate: relative path → contents.
 pub struct Files(pub BTreeMap<PathBuf, Vec<u8>>);
 
 /// Renders every file of the runtime crate for `plan`.
-pub fn emit(plan: &Plan, component: &[u8], manifest: Option<&Path>) -> Result<Files> {
+pub fn emit(plan: &Plan, component: &[u8], manifest: Option<&Path>, mode: Mode) -> Result<Files> {
     let mut files = BTreeMap::new();
-    files.insert(PathBuf::from("Cargo.toml"), cargo_toml(plan).into_bytes());
-    files.insert(PathBuf::from("src/main.rs"), main_rs(plan)?.into_bytes());
-    files.insert(PathBuf::from(COMPONENT_FILE), component.to_vec());
+    files.insert(
+        PathBuf::from("Cargo.toml"),
+        cargo_toml(plan, mode).into_bytes(),
+    );
+    files.insert(
+        PathBuf::from("src/main.rs"),
+        main_rs(plan, mode)?.into_bytes(),
+    );
+    match mode {
+        Mode::Precompiled => {
+            let code = qwasr_kernel::precompile(component, &limits(plan))
+                .with_context(|| format!("cannot precompile `{}`", plan.component.display()))?;
+            files.insert(PathBuf::from(PRECOMPILED_FILE), code);
+        }
+        Mode::Jit => {
+            files.insert(PathBuf::from(WASM_FILE), component.to_vec());
+        }
+    }
     files.insert(PathBuf::from("Cargo.lock"), SEED_LOCK.as_bytes().to_vec());
     files.insert(
         PathBuf::from("README.md"),
@@ -40,7 +68,20 @@ pub fn emit(plan: &Plan, component: &[u8], manifest: Option<&Path>) -> Result<Fi
     Ok(Files(files))
 }
 
-fn cargo_toml(plan: &Plan) -> String {
+/// The limits the runtime will run with: the manifest's, else the kernel's defaults.
+fn limits(plan: &Plan) -> qwasr_kernel::Limits {
+    let d = qwasr_kernel::Limits::DEFAULT;
+    qwasr_kernel::Limits {
+        memory: plan.limits.memory.unwrap_or(d.memory),
+        timeout: plan
+            .limits
+            .timeout_ms
+            .map_or(d.timeout, std::time::Duration::from_millis),
+        instances: plan.limits.instances.unwrap_or(d.instances),
+    }
+}
+
+fn cargo_toml(plan: &Plan, mode: Mode) -> String {
     use toml_edit::{DocumentMut, InlineTable, Item, Table, value};
     let mut doc = DocumentMut::new();
     let mut package = Table::new();
@@ -61,6 +102,11 @@ fn cargo_toml(plan: &Plan) -> String {
     for c in plan.crates() {
         let mut dep = InlineTable::new();
         dep.insert("path", c.path.display().to_string().into());
+        if mode == Mode::Jit && *c == plan.kernel {
+            let mut features = toml_edit::Array::new();
+            features.push("compiler");
+            dep.insert("features", features.into());
+        }
         deps.insert(&c.name, value(dep));
     }
     doc.insert("dependencies", Item::Table(deps));
@@ -78,16 +124,19 @@ fn cargo_toml(plan: &Plan) -> String {
     packages.set_implicit(true);
     packages.insert("*", Item::Table(all));
     dev.insert("package", Item::Table(packages));
+    let mut release = Table::new();
+    release.insert("strip", value(true));
     let mut profile = Table::new();
     profile.set_implicit(true);
     profile.insert("dev", Item::Table(dev));
+    profile.insert("release", Item::Table(release));
     doc.insert("profile", Item::Table(profile));
     // A crate of its own, even when emitted inside another workspace.
     doc.insert("workspace", Item::Table(Table::new()));
     doc.to_string()
 }
 
-fn main_rs(plan: &Plan) -> Result<String> {
+fn main_rs(plan: &Plan, mode: Mode) -> Result<String> {
     let app = &plan.app;
     let kernel = format_ident!("{}", plan.kernel.ident());
     let fields: Vec<_> = plan
@@ -179,18 +228,27 @@ fn main_rs(plan: &Plan) -> Result<String> {
         let h = h.display().to_string();
         quote!((#g, #h))
     });
-    let component = format!("../{COMPONENT_FILE}");
+    let component = match mode {
+        Mode::Precompiled => {
+            let file = format!("../{PRECOMPILED_FILE}");
+            quote!(Code::Precompiled(include_bytes!(#file)))
+        }
+        Mode::Jit => {
+            let file = format!("../{WASM_FILE}");
+            quote!(Code::Wasm(include_bytes!(#file)))
+        }
+    };
     let generator = VERSION;
 
     let file = quote! {
         use #kernel::anyhow::{Context, Result};
         use #kernel::wasmtime_wasi::{WasiCtxView, WasiView};
-        use #kernel::{App, CtxView, Grants, Host, Kernel, KernelCtx, Limits, View};
+        use #kernel::{App, Code, CtxView, Grants, Host, Kernel, KernelCtx, Limits, View};
 
         static APP: App = App {
             name: #app,
             generator: #generator,
-            component: include_bytes!(#component),
+            component: #component,
             limits: #limits,
             grants: Grants { env: &[#(#env),*], dirs: &[#(#dirs),*] },
             http_addr: #http_addr,

@@ -127,6 +127,17 @@ pub struct Plan {
 
 /// Decides the plan, or explains every import and manifest entry it cannot honour.
 pub fn plan(component: &Component, manifest: &Manifest, catalog: &Catalog) -> Result<Plan> {
+    plan_with(component, manifest, catalog, false)
+}
+
+/// [`plan`], optionally linking every interface in the catalog whether the
+/// component uses it or not: the "general-purpose runtime" benchmarks compare against.
+pub fn plan_with(
+    component: &Component,
+    manifest: &Manifest,
+    catalog: &Catalog,
+    link_all: bool,
+) -> Result<Plan> {
     let mut problems: Vec<String> = Vec::new();
     let mut notes = Vec::new();
 
@@ -225,6 +236,12 @@ pub fn plan(component: &Component, manifest: &Manifest, catalog: &Catalog) -> Re
             },
             supported.join(", ")
         ));
+    }
+
+    if link_all {
+        for i in &catalog.interfaces {
+            needed.entry(i.name.clone()).or_insert(i);
+        }
     }
 
     // The manifest's [backends] entries.

@@ -461,11 +461,10 @@ fn golden(example: &str) {
             "{example}/{file} differs from its golden file; review, then QWASR_BLESS=1"
         );
     }
-    let component = std::fs::read(out.join("app.wasm")).unwrap();
-    assert_eq!(
-        component,
-        std::fs::read(root().join("examples").join(example).join("app.wasm")).unwrap()
-    );
+    // The component is embedded precompiled: wasmtime's ELF artifact.
+    let code = std::fs::read(out.join("app.cwasm")).unwrap();
+    assert_eq!(&code[..4], b"\x7fELF");
+    assert!(!out.join("app.wasm").exists());
 }
 
 #[test]
@@ -487,6 +486,10 @@ struct Runtime {
 
 impl Runtime {
     fn start(bin: &Path, extra_env: &[(&str, &str)]) -> Runtime {
+        Self::start_with_args(bin, &[], extra_env)
+    }
+
+    fn start_with_args(bin: &Path, args: &[&str], extra_env: &[(&str, &str)]) -> Runtime {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -494,6 +497,7 @@ impl Runtime {
             .port();
         let addr = format!("127.0.0.1:{port}");
         let child = Command::new(bin)
+            .args(args)
             .env("HTTP_ADDR", &addr)
             .envs(extra_env.iter().copied())
             .stdout(Stdio::inherit())
@@ -598,6 +602,45 @@ fn end_to_end_counter_hello_draft2_and_python() {
         rt.get("/hi?x=1"),
         (200, "Hello from qwasr! You asked for /hi?x=1\n".to_string())
     );
+    drop(rt);
+
+    // Limits: a request over its deadline or memory gets a 500; the next is fine.
+    let (limits, _) = build(&["--manifest", "examples/limits/qwasr.toml"]);
+    let rt = Runtime::start(&limits, &[]);
+    let started = Instant::now();
+    assert_eq!(rt.get("/spin").0, 500);
+    let spun = started.elapsed();
+    assert!(
+        spun >= Duration::from_millis(900) && spun < Duration::from_secs(10),
+        "deadline took {spun:?}"
+    );
+    assert_eq!(rt.get("/"), (200, "fine\n".to_string()));
+    assert_eq!(rt.get("/grow?mb=64").0, 500);
+    assert_eq!(
+        rt.get("/grow?mb=4"),
+        (200, "grew 4 MiB (1024 pages)\n".to_string())
+    );
+    drop(rt);
+
+    // A development runtime compiles WebAssembly at start-up, and runs another
+    // .wasm given on its command line.
+    let jit_out = root().join("target/qwasr-apps/hello-jit");
+    let (jit, _) = build(&[
+        "--manifest",
+        "examples/hello-http/qwasr.toml",
+        "--jit",
+        "-o",
+        jit_out.to_str().unwrap(),
+    ]);
+    let rt = Runtime::start(&jit, &[]);
+    assert_eq!(
+        rt.get("/j"),
+        (200, "Hello from qwasr! You asked for /j\n".to_string())
+    );
+    drop(rt);
+    let limits_wasm = root().join("examples/limits/app.wasm");
+    let rt = Runtime::start_with_args(&jit, &["--component", limits_wasm.to_str().unwrap()], &[]);
+    assert_eq!(rt.get("/"), (200, "fine\n".to_string()));
     drop(rt);
 
     // The same counter against wasi:keyvalue@0.2.0-draft2, with -o.

@@ -9,6 +9,9 @@ pub struct Cli {
     pub addr: Option<String>,
     /// `--config KEY=VALUE`, in order.
     pub config: Vec<(String, String)>,
+    /// `--component FILE`: a .wasm to compile and run instead of the embedded one.
+    #[cfg(feature = "compiler")]
+    pub component: Option<std::path::PathBuf>,
 }
 
 impl Cli {
@@ -27,7 +30,7 @@ impl Cli {
     }
 
     fn command(app: &'static crate::App) -> Command {
-        Command::new(app.name)
+        let command = Command::new(app.name)
             .about(format!(
                 "The `{}` WebAssembly service: a runtime built for this one component by qwasr-gen {}.",
                 app.name, app.generator
@@ -56,7 +59,16 @@ impl Cli {
                     .action(ArgAction::Append)
                     .value_parser(parse_pair)
                     .help("Sets a wasi:config value (repeatable; wins over the manifest and environment)"),
-            )
+            );
+        #[cfg(feature = "compiler")]
+        let command = command.arg(
+            Arg::new("component")
+                .long("component")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(std::path::PathBuf))
+                .help("Compiles and runs this .wasm instead of the embedded component (development runtimes)"),
+        );
+        command
     }
 }
 
@@ -75,6 +87,8 @@ impl From<clap::ArgMatches> for Cli {
                 .get_many::<(String, String)>("config")
                 .map(|v| v.cloned().collect())
                 .unwrap_or_default(),
+            #[cfg(feature = "compiler")]
+            component: m.get_one::<std::path::PathBuf>("component").cloned(),
         }
     }
 }

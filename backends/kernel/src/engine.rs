@@ -1,11 +1,11 @@
 //! The wasmtime engine, the compiled component and per-request stores.
 
-use crate::{App, BackendConfig, Cli, Host, KernelCtx};
+use crate::{App, BackendConfig, Cli, Code, Host, KernelCtx, Limits};
 use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{Component, InstancePre, Linker};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
 /// How often the epoch advances; request deadlines are counted in these ticks.
@@ -37,16 +37,12 @@ impl Kernel {
                 );
             }
         }
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config)
+        let engine = Engine::new(&engine_config(&app.limits))
             .map_err(anyhow::Error::from)
             .context("setting up the wasmtime engine")?;
         let started = std::time::Instant::now();
-        let component = Component::new(&engine, app.component)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("compiling the `{}` component", app.name))?;
-        tracing::debug!(elapsed = ?started.elapsed(), "component compiled");
+        let component = load(&engine, app, &cli)?;
+        tracing::debug!(elapsed = ?started.elapsed(), "component loaded");
 
         let ticker = engine.weak();
         std::thread::Builder::new()
@@ -79,6 +75,11 @@ impl Kernel {
                 deadline_ticks,
             }),
         })
+    }
+
+    /// Requests that may run at once (each holds one instance from the pool).
+    pub fn concurrency(&self) -> usize {
+        self.inner.app.limits.instances as usize
     }
 
     /// The app this runtime was built for.
@@ -166,5 +167,79 @@ impl Kernel {
         store.set_epoch_deadline(self.inner.deadline_ticks);
         store.epoch_deadline_trap();
         store
+    }
+}
+
+/// The engine configuration of every runtime; the generator precompiles with
+/// this same configuration, so the machine code it embeds loads as-is.
+///
+/// Instances come from a pooling allocator sized by the app's limits:
+/// `instances` live at once, each with at most `memory` bytes per memory.
+pub fn engine_config(limits: &Limits) -> Config {
+    let mut pool = PoolingAllocationConfig::default();
+    let instances = limits.instances.max(1);
+    // Guests from other toolchains (CPython, StarlingMonkey) bundle several
+    // core modules and large function tables; leave them room.
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(8))
+        .max_core_instances_per_component(64)
+        .total_memories(instances.saturating_mul(2))
+        .max_memories_per_component(8)
+        .total_tables(instances.saturating_mul(4))
+        .max_tables_per_component(16)
+        .table_elements(100_000)
+        .total_stacks(instances)
+        .max_memory_size(usize::try_from(limits.memory).unwrap_or(usize::MAX));
+    let mut config = Config::new();
+    config
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// Compiles a component to the machine code a runtime with these limits loads.
+#[cfg(feature = "compiler")]
+pub fn precompile(wasm: &[u8], limits: &Limits) -> Result<Vec<u8>> {
+    // Compilation needs no instance pool; the pool's settings do not change
+    // the code, and the artifact's compatibility check ignores them.
+    let mut config = engine_config(limits);
+    config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+    let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
+    engine
+        .precompile_component(wasm)
+        .map_err(anyhow::Error::from)
+        .context("compiling the component")
+}
+
+fn load(engine: &Engine, app: &App, cli: &Cli) -> Result<Component> {
+    #[cfg(feature = "compiler")]
+    if let Some(path) = &cli.component {
+        return Component::from_file(engine, path)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("compiling `{}`", path.display()));
+    }
+    let _ = cli;
+    match app.component {
+        // SAFETY: the bytes were produced by `precompile` for this wasmtime
+        // version and engine configuration (wasmtime re-checks both) and are
+        // compiled into this binary, so nobody else can alter them.
+        Code::Precompiled(bytes) => unsafe { Component::deserialize(engine, bytes) }
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "the embedded `{}` component does not fit this machine or runtime; \
+                     rebuild the runtime with qwasr-gen on the machine it runs on",
+                    app.name
+                )
+            }),
+        #[cfg(feature = "compiler")]
+        Code::Wasm(bytes) => Component::new(engine, bytes)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("compiling the `{}` component", app.name)),
+        #[cfg(not(feature = "compiler"))]
+        Code::Wasm(_) => anyhow::bail!(
+            "this runtime embeds WebAssembly but was built without a compiler; \
+             enable qwasr-kernel's `compiler` feature or rebuild without --jit"
+        ),
     }
 }

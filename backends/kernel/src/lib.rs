@@ -26,7 +26,9 @@ mod cli;
 mod engine;
 
 pub use cli::Cli;
-pub use engine::Kernel;
+#[cfg(feature = "compiler")]
+pub use engine::precompile;
+pub use engine::{Kernel, engine_config};
 
 pub use anyhow;
 pub use tokio;
@@ -48,8 +50,8 @@ pub struct App {
     pub name: &'static str,
     /// Version of the generator that emitted the runtime.
     pub generator: &'static str,
-    /// The component's bytes.
-    pub component: &'static [u8],
+    /// The component, precompiled or as WebAssembly.
+    pub component: Code,
     /// Resource limits per request.
     pub limits: Limits,
     /// What the guest may see of the host.
@@ -58,6 +60,17 @@ pub struct App {
     pub http_addr: &'static str,
     /// Hosts (`host:port`) outgoing HTTP requests may reach; empty denies all.
     pub outgoing: &'static [&'static str],
+}
+
+/// How the component is embedded in the runtime.
+#[derive(Debug, Clone, Copy)]
+pub enum Code {
+    /// Machine code made by [`precompile`] for this runtime's engine
+    /// configuration: loads in milliseconds, needs no compiler.
+    Precompiled(&'static [u8]),
+    /// WebAssembly, compiled with Cranelift at start-up (needs the
+    /// `compiler` feature). Such runtimes also take `--component FILE`.
+    Wasm(&'static [u8]),
 }
 
 /// Where the HTTP server listens when neither the manifest nor `HTTP_ADDR` says.

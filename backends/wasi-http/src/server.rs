@@ -42,6 +42,8 @@ where
         kernel: kernel.clone(),
         pre,
         new_state,
+        // Requests beyond the instance pool wait here rather than fail.
+        permits: Arc::new(tokio::sync::Semaphore::new(kernel.concurrency())),
     });
     let graceful = GracefulShutdown::new();
     let shutdown = qwasr_kernel::shutdown_signal();
@@ -90,6 +92,7 @@ struct Server<T: 'static, F> {
     kernel: Kernel,
     pre: ProxyPre<T>,
     new_state: F,
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl<T, F> Server<T, F>
@@ -119,6 +122,7 @@ where
         &self,
         req: hyper::Request<hyper::body::Incoming>,
     ) -> Result<hyper::Response<HyperOutgoingBody>> {
+        let permit = self.permits.clone().acquire_owned().await?;
         let mut store = self.kernel.store((self.new_state)(self.kernel.ctx()));
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let req = store
@@ -130,6 +134,7 @@ where
         // The guest may keep streaming the body after it has sent the head,
         // so it runs in its own task.
         let task = tokio::spawn(async move {
+            let _permit = permit;
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
                 .wasi_http_incoming_handler()

@@ -3,11 +3,11 @@
 
 use qwasr_kernel::anyhow::{Context, Result};
 use qwasr_kernel::wasmtime_wasi::{WasiCtxView, WasiView};
-use qwasr_kernel::{App, CtxView, Grants, Host, Kernel, KernelCtx, Limits, View};
+use qwasr_kernel::{App, Code, CtxView, Grants, Host, Kernel, KernelCtx, Limits, View};
 static APP: App = App {
     name: "counter",
     generator: "0.1.0",
-    component: include_bytes!("../app.wasm"),
+    component: Code::Precompiled(include_bytes!("../app.cwasm")),
     limits: Limits {
         timeout: std::time::Duration::from_millis(10000),
         ..Limits::DEFAULT

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the benchmarks (bench/run.py): installs what they need, prints the
+# table, writes bench/results.{json,md}.   bench/run.sh [--quick]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+version=48.0.8   # the wasmtime every qwasr crate pins
+cache="${QWASR_BENCH_CACHE:-$HOME/.cache/qwasr-bench}"
+wasmtime="$cache/wasmtime-$version/bin/wasmtime"
+if ! [ -x "$wasmtime" ]; then
+  echo "installing wasmtime-cli $version into $cache (about 18 minutes on 2 cores, once)" >&2
+  cargo install -q wasmtime-cli --version "$version" --locked --root "$cache/wasmtime-$version"
+fi
+command -v wrk >/dev/null || { apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt-get install -y -q wrk >/dev/null; }; }
+[ -f examples/hello-python/app.wasm ] || scripts/build-examples.sh
+cargo build -q -p qwasr-gen
+cargo build -q --release -p native-hello
+target="${CARGO_TARGET_DIR:-$root/target}"
+QWASR_BENCH_WASMTIME="$wasmtime" \
+QWASR_BENCH_QWASR_GEN="$target/debug/qwasr-gen" \
+QWASR_BENCH_NATIVE="$target/release/native-hello" \
+  python3 bench/run.py "$@"
