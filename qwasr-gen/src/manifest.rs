@@ -241,7 +241,11 @@ impl Manifest {
                 };
                 for (guest, host) in dirs.iter() {
                     let host = p.scalar(dirs, guest, host)?;
-                    m.grant_dirs.push((guest.to_string(), dir.join(host)));
+                    // Absolute, so the runtime finds it from any working directory.
+                    let host = std::path::absolute(dir.join(&host)).map_err(|e| {
+                        anyhow!("{}: [grants] dirs `{host}`: {e}", p.key_loc(dirs, guest))
+                    })?;
+                    m.grant_dirs.push((guest.to_string(), host));
                 }
             }
         }

@@ -424,6 +424,22 @@ fn other_patch_versions_of_wasi_http_plan() {
     }
 }
 
+#[test]
+fn cargo_qwasr_needs_no_arguments_in_an_app_directory() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cargo-qwasr"))
+        .args(["qwasr", "plan", "--json"])
+        .current_dir(root().join("examples/counter"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["app"], "counter");
+}
+
 // ---------------------------------------------------------------- golden files
 
 /// Generates `example`'s crate and compares it with tests/golden/<example>/.

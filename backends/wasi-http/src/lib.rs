@@ -112,3 +112,27 @@ impl WasiHttpHooks for Hooks {
         default.send_request(request, options, fut)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Hooks;
+
+    #[test]
+    fn outgoing_requests_reach_only_listed_hosts() {
+        let hooks = Hooks {
+            allowed: ["api.example.com:443", "localhost:8080"]
+                .map(String::from)
+                .into(),
+        };
+        let allows = |uri: &str| hooks.allows(&uri.parse().unwrap());
+        assert!(allows("https://api.example.com/v1"));
+        assert!(allows("https://API.example.com:443/v1"));
+        assert!(
+            !allows("http://api.example.com/v1"),
+            "port 80 is not listed"
+        );
+        assert!(allows("http://localhost:8080/"));
+        assert!(!allows("https://evil.example.com/"));
+        assert!(!allows("/relative"));
+    }
+}

@@ -4,6 +4,7 @@
 use qwasr_kernel::anyhow::{Context, Result};
 use qwasr_kernel::wasmtime_wasi::{WasiCtxView, WasiView};
 use qwasr_kernel::{App, Code, CtxView, Grants, Host, Kernel, KernelCtx, Limits, View};
+
 static APP: App = App {
     name: "counter",
     generator: "0.1.0",
@@ -16,6 +17,7 @@ static APP: App = App {
     http_addr: qwasr_kernel::DEFAULT_HTTP_ADDR,
     outgoing: &[],
 };
+
 /// Per-request state: the kernel's, and one context per interface.
 struct State {
     kernel: KernelCtx,
@@ -23,16 +25,19 @@ struct State {
     http: qwasr_wasi_http::Ctx,
     keyvalue: qwasr_wasi_keyvalue::Ctx,
 }
+
 impl Host for State {
     fn kernel(&mut self) -> &mut KernelCtx {
         &mut self.kernel
     }
 }
+
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         self.kernel.wasi_view()
     }
 }
+
 impl View<qwasr_wasi_config::Ctx> for State {
     fn view(&mut self) -> CtxView<'_, qwasr_wasi_config::Ctx> {
         CtxView {
@@ -41,6 +46,7 @@ impl View<qwasr_wasi_config::Ctx> for State {
         }
     }
 }
+
 impl View<qwasr_wasi_http::Ctx> for State {
     fn view(&mut self) -> CtxView<'_, qwasr_wasi_http::Ctx> {
         CtxView {
@@ -49,6 +55,7 @@ impl View<qwasr_wasi_http::Ctx> for State {
         }
     }
 }
+
 impl View<qwasr_wasi_keyvalue::Ctx> for State {
     fn view(&mut self) -> CtxView<'_, qwasr_wasi_keyvalue::Ctx> {
         CtxView {
@@ -57,9 +64,11 @@ impl View<qwasr_wasi_keyvalue::Ctx> for State {
         }
     }
 }
+
 fn main() -> std::process::ExitCode {
     qwasr_kernel::main(&APP, run)
 }
+
 async fn run(kernel: Kernel) -> Result<()> {
     let config = qwasr_wasi_config::embedded::connect(
             &kernel.backend_config("config", "embedded", &[("bucket", "counter")]),

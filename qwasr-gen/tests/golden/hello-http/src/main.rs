@@ -4,6 +4,7 @@
 use qwasr_kernel::anyhow::{Context, Result};
 use qwasr_kernel::wasmtime_wasi::{WasiCtxView, WasiView};
 use qwasr_kernel::{App, Code, CtxView, Grants, Host, Kernel, KernelCtx, Limits, View};
+
 static APP: App = App {
     name: "hello-http",
     generator: "0.1.0",
@@ -13,21 +14,25 @@ static APP: App = App {
     http_addr: qwasr_kernel::DEFAULT_HTTP_ADDR,
     outgoing: &[],
 };
+
 /// Per-request state: the kernel's, and one context per interface.
 struct State {
     kernel: KernelCtx,
     http: qwasr_wasi_http::Ctx,
 }
+
 impl Host for State {
     fn kernel(&mut self) -> &mut KernelCtx {
         &mut self.kernel
     }
 }
+
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         self.kernel.wasi_view()
     }
 }
+
 impl View<qwasr_wasi_http::Ctx> for State {
     fn view(&mut self) -> CtxView<'_, qwasr_wasi_http::Ctx> {
         CtxView {
@@ -36,9 +41,11 @@ impl View<qwasr_wasi_http::Ctx> for State {
         }
     }
 }
+
 fn main() -> std::process::ExitCode {
     qwasr_kernel::main(&APP, run)
 }
+
 async fn run(kernel: Kernel) -> Result<()> {
     let http = qwasr_wasi_http::embedded::connect(
             &kernel.backend_config("http", "embedded", &[]),
