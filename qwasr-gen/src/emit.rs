@@ -345,7 +345,7 @@ fn readme(plan: &Plan, manifest: Option<&Path>) -> Result<String> {
         exports => minijinja::Value::from_serialize(&plan.exports),
         imports => minijinja::Value::from_serialize(&plan.imports),
         links => minijinja::Value::from_serialize(&plan.links),
-        http_addr => plan.http_addr.as_deref().unwrap_or("0.0.0.0:8080"),
+        http_addr => plan.http_addr.as_deref().unwrap_or(qwasr_kernel::DEFAULT_HTTP_ADDR),
         has_config => plan.links.iter().any(|l| l.interface == "config"),
     };
     Ok(env.get_template("README.md")?.render(ctx)?)

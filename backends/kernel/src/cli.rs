@@ -20,15 +20,6 @@ impl Cli {
         Self::command(app).get_matches().into()
     }
 
-    /// Parses the given arguments (the first is the program name).
-    pub fn try_parse_from<I, S>(app: &'static crate::App, args: I) -> Result<Cli, clap::Error>
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<std::ffi::OsString> + Clone,
-    {
-        Ok(Self::command(app).try_get_matches_from(args)?.into())
-    }
-
     fn command(app: &'static crate::App) -> Command {
         let command = Command::new(app.name)
             .about(format!(
