@@ -14,6 +14,7 @@ time), componentize-py (pip; for the large component).
 
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -53,10 +54,35 @@ def build(manifest, *extra, env=None):
     """qwasr-gen build --release; returns the binary's path."""
     out = subprocess.run(
         [QWASR_GEN, "build", "--release", "--manifest", manifest, *extra],
-        cwd=ROOT, env={**os.environ, "QWASR_TARGET_DIR": str(TARGET), **(env or {})},
+        cwd=ROOT,
+        # Symbols kept for the size profile; sizes are measured on stripped copies.
+        env={**os.environ, "QWASR_TARGET_DIR": str(TARGET), "CARGO_PROFILE_RELEASE_STRIP": "false", **(env or {})},
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True, text=True,
     )
     return Path(out.stdout.strip())
+
+
+def crate_sizes(binary, top=12):
+    """Bytes of code and data per crate, from the symbol table: where a
+    binary's size goes (the size profile behind the size ratios)."""
+    out = subprocess.run(["nm", "--size-sort", "-C", "-S", binary],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True, text=True).stdout
+    sizes = {}
+    for line in out.splitlines():
+        parts = line.split(None, 3)
+        if len(parts) < 4:
+            continue
+        size, name = int(parts[1], 16), parts[3]
+        sizes[crate_of(name)] = sizes.get(crate_of(name), 0) + size
+    ranked = sorted(sizes.items(), key=lambda kv: -kv[1])
+    rest = sum(v for _, v in ranked[top:])
+    return dict(ranked[:top] + ([("(other)", rest)] if rest else []))
+
+
+def crate_of(symbol):
+    """`<wasmtime::X as core::Y>::z` and `wasmtime::X::z` -> `wasmtime`; C symbols -> (C/std)."""
+    m = re.match(r"[<&*\s]*(?:dyn )?([A-Za-z_][A-Za-z0-9_]*)::", symbol)
+    return m.group(1) if m else "(C, std, no crate)"
 
 
 def stripped_size(binary):
@@ -187,6 +213,7 @@ def main():
     fig["size_wasmtime_cli"] = stripped_size(WASMTIME)
     ratio["size_tailored_vs_wasmtime_cli"] = fig["size_tailored_hello"] / fig["size_wasmtime_cli"]
     ratio["size_tailored_vs_all_backends"] = fig["size_tailored_hello"] / fig["size_all_backends"]
+    results["size_profile"] = {"tailored_hello": crate_sizes(hello), "all_backends": crate_sizes(everything)}
 
     log("cold start: exec to first 200")
     fig["cold_tailored_hello"] = cold_start([hello])
@@ -250,6 +277,19 @@ def render(r):
     v = max(len(r[1]) for r in rows)
     lines = [f"| {'measure'.ljust(w)} | {'median (min–max)'.ljust(v)} | ratio |", f"|{'-' * (w + 2)}|{'-' * (v + 2)}|---|"]
     lines += [f"| {a.ljust(w)} | {b.ljust(v)} | {c} |" for a, b, c in rows]
+    return "\n".join(lines) + "\n" + render_sizes(r["size_profile"])
+
+
+def render_sizes(profile):
+    """Symbol bytes per crate, tailored hello-http beside the all-backends runtime."""
+    tailored, everything = profile["tailored_hello"], profile["all_backends"]
+    names = list(dict.fromkeys(list(everything) + list(tailored)))
+    names.sort(key=lambda n: (n == "(other)", -everything.get(n, 0)))
+    kb = lambda b: f"{b / 1e3:,.0f} KB" if b else "—"
+    lines = ["", "Size profile (symbol bytes per crate, unstripped):", "",
+             "| crate | tailored hello-http | all-backends |", "|---|---|---|"]
+    lines += [f"| {n} | {kb(tailored.get(n, 0))} | {kb(everything.get(n, 0))} |" for n in names]
+    lines.append(f"| total | {kb(sum(tailored.values()))} | {kb(sum(everything.values()))} |")
     return "\n".join(lines) + "\n"
 
 

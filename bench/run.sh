@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Runs the benchmarks (bench/run.py): installs what they need, prints the
 # table, writes bench/results.{json,md}.   bench/run.sh [--quick]
+# With --profile: perf profiles of a tailored runtime and native hyper under
+# load instead (bench/profile.py, writes bench/profile.md).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 version=48.0.8   # the wasmtime every qwasr crate pins
 cache="${QWASR_BENCH_CACHE:-$HOME/.cache/qwasr-bench}"
 wasmtime="$cache/wasmtime-$version/bin/wasmtime"
-if ! [ -x "$wasmtime" ]; then
+profile=0; [ "${1:-}" = --profile ] && profile=1
+if [ $profile = 0 ] && ! [ -x "$wasmtime" ]; then
   echo "installing wasmtime-cli $version into $cache (about 18 minutes on 2 cores, once)" >&2
   cargo install -q wasmtime-cli --version "$version" --locked --root "$cache/wasmtime-$version"
 fi
+[ $profile = 0 ] || command -v perf >/dev/null || apt-get install -y -q linux-perf >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt-get install -y -q linux-perf >/dev/null; }
 command -v wrk >/dev/null || { apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt-get install -y -q wrk >/dev/null; }; }
 [ -f examples/hello-python/app.wasm ] || scripts/build-examples.sh
 cargo build -q -p qwasr-gen
@@ -19,4 +23,4 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 QWASR_BENCH_WASMTIME="$wasmtime" \
 QWASR_BENCH_QWASR_GEN="$target/debug/qwasr-gen" \
 QWASR_BENCH_NATIVE="$target/release/native-hello" \
-  python3 bench/run.py "$@"
+  python3 "bench/$([ $profile = 1 ] && echo profile || echo run).py" "$@"

@@ -14,7 +14,7 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy"
-cargo clippy --workspace --all-targets -q -- -D warnings
+cargo clippy --workspace --all-targets --all-features -q -- -D warnings
 
 step "cargo test"
 cargo test --workspace 2>&1

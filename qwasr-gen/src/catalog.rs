@@ -9,6 +9,7 @@
 //! package = "wasi:keyvalue"
 //! imports = ["wasi:keyvalue/store@0.2.0-draft", ...]
 //! exports = { "wasi:http/incoming-handler@0.2.12" = "http" }   # export → server
+//! features = { "wasi:http/outgoing-handler@0.2.12" = "outgoing" } # cargo feature per import
 //! default-backend = "embedded"
 //!
 //! # a backend (in a service crate, or the interface crate's embedded one)
@@ -58,6 +59,9 @@ pub struct Interface {
     pub imports: Vec<InterfaceId>,
     /// Exports it can run, with the server that runs each.
     pub exports: Vec<(InterfaceId, String)>,
+    /// Cargo features of the crate to enable only when the component imports
+    /// the interface: code an app does not use is not linked.
+    pub features: Vec<(InterfaceId, String)>,
     /// Backend used when the manifest names none.
     pub default_backend: String,
 }
@@ -233,22 +237,28 @@ fn ids(item: &Item, key: &str) -> Result<Vec<InterfaceId>> {
         .collect()
 }
 
-fn interface(item: &Item, krate: CrateRef) -> Result<Interface> {
-    let mut exports = Vec::new();
-    if let Some(table) = item.get("exports").and_then(|e| e.as_table_like()) {
-        for (id, server) in table.iter() {
-            let server = server
+/// A table of interface ids to strings (`exports`, `features`).
+fn id_map(item: &Item, key: &str) -> Result<Vec<(InterfaceId, String)>> {
+    let mut out = Vec::new();
+    if let Some(table) = item.get(key).and_then(|e| e.as_table_like()) {
+        for (id, v) in table.iter() {
+            let v = v
                 .as_str()
-                .with_context(|| format!("export `{id}` must name its server as a string"))?;
-            exports.push((InterfaceId::parse(id)?, server.to_string()));
+                .with_context(|| format!("`{key}`: the value for `{id}` must be a string"))?;
+            out.push((InterfaceId::parse(id)?, v.to_string()));
         }
     }
+    Ok(out)
+}
+
+fn interface(item: &Item, krate: CrateRef) -> Result<Interface> {
     Ok(Interface {
         name: string(item, "name")?,
         package: string(item, "package")?,
         krate,
         imports: ids(item, "imports")?,
-        exports,
+        exports: id_map(item, "exports")?,
+        features: id_map(item, "features")?,
         default_backend: string(item, "default-backend")?,
     })
 }

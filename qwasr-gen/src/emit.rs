@@ -102,10 +102,20 @@ fn cargo_toml(plan: &Plan, mode: Mode) -> String {
     for c in plan.crates() {
         let mut dep = InlineTable::new();
         dep.insert("path", c.path.display().to_string().into());
+        let mut features: Vec<&str> = plan
+            .links
+            .iter()
+            .filter(|l| l.krate == *c)
+            .flat_map(|l| l.features.iter().map(String::as_str))
+            .collect();
         if mode == Mode::Jit && *c == plan.kernel {
-            let mut features = toml_edit::Array::new();
             features.push("compiler");
-            dep.insert("features", features.into());
+        }
+        if !features.is_empty() {
+            dep.insert(
+                "features",
+                features.into_iter().collect::<toml_edit::Array>().into(),
+            );
         }
         deps.insert(&c.name, value(dep));
     }

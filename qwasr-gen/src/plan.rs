@@ -72,6 +72,8 @@ pub struct Link {
     pub env: Vec<String>,
     /// Why this backend.
     pub reason: Reason,
+    /// Cargo features of the interface crate this app needs.
+    pub features: Vec<String>,
 }
 
 /// A server the runtime starts, for an export.
@@ -336,6 +338,20 @@ pub fn plan_with(
         for i in imports.iter_mut().filter(|i| i.interface == *name) {
             i.backend = Some(backend_name.clone());
         }
+        let mut features: Vec<String> = interface
+            .features
+            .iter()
+            .filter(|(id, _)| {
+                link_all
+                    || component
+                        .imports
+                        .iter()
+                        .any(|import| catalog::matches(id, import) == Match::Yes)
+            })
+            .map(|(_, feature)| feature.clone())
+            .collect();
+        features.sort();
+        features.dedup();
         links.push(Link {
             interface: name.clone(),
             krate: interface.krate.clone(),
@@ -348,6 +364,7 @@ pub fn plan_with(
             options,
             env: backend.env.clone(),
             reason,
+            features,
         });
     }
 

@@ -425,6 +425,47 @@ fn other_patch_versions_of_wasi_http_plan() {
 }
 
 #[test]
+fn outgoing_http_is_linked_only_into_apps_that_import_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let wit = |imports: &str| {
+        format!(
+            "package test:app;
+             package wasi:http@0.2.3 {{
+               interface types {{ type t = u32; }}
+               interface outgoing-handler {{ use types.{{t}}; handle: func(x: t); }}
+               interface incoming-handler {{ use types.{{t}}; handle: func(x: t); }}
+             }}
+             world app {{ {imports} export wasi:http/incoming-handler@0.2.3; }}"
+        )
+    };
+    let dependency = |wasm: &str| {
+        let out = dir.path().join(wasm.replace(".wasm", ""));
+        succeeds(
+            &["generate", wasm, "--out", out.to_str().unwrap()],
+            dir.path(),
+        );
+        let cargo = std::fs::read_to_string(out.join("Cargo.toml")).unwrap();
+        cargo
+            .lines()
+            .find(|l| l.starts_with("qwasr-wasi-http"))
+            .unwrap()
+            .to_string()
+    };
+    fixture(dir.path(), "server.wasm", &wit(""));
+    fixture(
+        dir.path(),
+        "client.wasm",
+        &wit("import wasi:http/outgoing-handler@0.2.3;"),
+    );
+    assert!(!dependency("server.wasm").contains("features"));
+    assert!(
+        dependency("client.wasm").contains(r#"features = ["outgoing"]"#),
+        "{}",
+        dependency("client.wasm")
+    );
+}
+
+#[test]
 fn cargo_qwasr_needs_no_arguments_in_an_app_directory() {
     let out = Command::new(env!("CARGO_BIN_EXE_cargo-qwasr"))
         .args(["qwasr", "plan", "--json"])

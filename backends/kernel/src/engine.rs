@@ -5,8 +5,14 @@ use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{Component, InstancePre, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+};
 use wasmtime_wasi::{FsPerms, WasiCtx};
+
+/// Bytes of a linear memory (and of a table) kept mapped between requests.
+const KEEP_RESIDENT_MEMORY: usize = 4 << 20;
+const KEEP_RESIDENT_TABLE: usize = 1 << 20;
 
 /// How often the epoch advances; request deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -178,6 +184,7 @@ impl Kernel {
 pub fn engine_config(limits: &Limits) -> Config {
     let mut pool = PoolingAllocationConfig::default();
     let instances = limits.instances.max(1);
+    let memory = usize::try_from(limits.memory).unwrap_or(usize::MAX);
     // Guests from other toolchains (CPython, StarlingMonkey) bundle several
     // core modules and large function tables; leave them room.
     pool.total_component_instances(instances)
@@ -189,10 +196,23 @@ pub fn engine_config(limits: &Limits) -> Config {
         .max_tables_per_component(16)
         .table_elements(100_000)
         .total_stacks(instances)
-        .max_memory_size(usize::try_from(limits.memory).unwrap_or(usize::MAX));
+        .max_memory_size(memory)
+        // Every request gets a fresh instance, so slot reuse is the hot path:
+        // reset only the pages the last request dirtied (PAGEMAP_SCAN, Linux
+        // 6.7+), with memcpy/memset rather than madvise, keeping them
+        // resident (bench/profile.md).
+        .pagemap_scan(Enabled::Auto)
+        .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
+        .table_keep_resident(KEEP_RESIDENT_TABLE);
     let mut config = Config::new();
     config
         .epoch_interruption(true)
+        // Bounds checks in the code instead of guard regions: a reused slot
+        // then needs no mprotect (nor a cross-CPU TLB shootdown) per request.
+        // Measured: ~1.4x requests/s on small guests, no loss on CPython.
+        .signals_based_traps(false)
+        .memory_guard_size(0)
+        .memory_reservation(limits.memory)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
 }

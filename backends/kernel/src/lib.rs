@@ -228,13 +228,33 @@ where
     }
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (`warn`, `info,qwasr_kernel=debug`); default `info`.
 fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let default = Targets::new().with_default(tracing::Level::INFO);
+    let (filter, invalid) = match std::env::var("RUST_LOG") {
+        Ok(spec) => match spec.parse::<Targets>() {
+            Ok(filter) => (filter, None),
+            Err(e) => (default, Some((spec, e))),
+        },
+        Err(_) => (default, None),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                // Colour codes only for a terminal, not for log files or journald.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
+        .with(filter)
         .try_init();
+    if let Some((spec, e)) = invalid {
+        tracing::warn!(
+            "RUST_LOG=`{spec}` is not a log filter ({e}); logging at info. \
+             Use a level (`warn`) or `level,target=level` (`info,qwasr_kernel=debug`)"
+        );
+    }
 }
 
 /// Resolves when the process is asked to stop (SIGINT or SIGTERM).

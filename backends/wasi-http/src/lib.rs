@@ -108,8 +108,19 @@ impl WasiHttpHooks for Hooks {
             tracing::warn!(uri = %request.uri(), "outgoing request denied: host not in [http] outgoing");
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
-        let default: &mut dyn WasiHttpHooks = Default::default();
-        default.send_request(request, options, fut)
+        #[cfg(feature = "outgoing")]
+        {
+            let default: &mut dyn WasiHttpHooks = Default::default();
+            default.send_request(request, options, fut)
+        }
+        // Unreachable through qwasr-gen, which enables `outgoing` for every
+        // component importing outgoing-handler; kept so the crate stands alone.
+        #[cfg(not(feature = "outgoing"))]
+        {
+            let _ = (options, fut);
+            tracing::warn!(uri = %request.uri(), "outgoing request denied: runtime built without the `outgoing` feature");
+            Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+        }
     }
 }
 

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Where a tailored runtime spends its time per request: `perf record`
+(cpu-clock sampling, so it works in VMs without hardware counters) of the
+hello-http runtime under wrk, and of native hyper under the same load for
+comparison. Prints both profiles grouped by component, writes
+bench/profile.md.
+
+    bench/run.sh --profile       (builds what it needs, then runs this)
+"""
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run  # noqa: E402  (the bench's build and server helpers)
+
+SECONDS = 8
+# Symbol patterns, first match wins: what each part of the per-request path costs.
+GROUPS = [
+    ("guest code (precompiled wasm)", r"^\[unknown\]$|^wasm\[|wasm-function|^\.L"),
+    ("kernel: memory mapping, page faults", r"madvise|mmap|munmap|mprotect|page_fault|do_anonymous|clear_page|zap_|unmap|tlb|folio|pte|lru|memcg|vma|pagemap"),
+    ("kernel: network (tcp/epoll/syscalls)", r"tcp_|sock|skb|epoll|ip_|__x64_sys|do_syscall|entry_SYSCALL|net_|loopback|napi|syscall_exit|sys_recv|sys_send|sys_write|sys_read|ep_|syscall"),
+    ("kernel: scheduling, futex", r"futex|schedule|sched|switch|wake|idle|finish_task|irq|softirq|rcu|hrtimer|timer"),
+    ("wasmtime: instantiate, store, pooling", r"wasmtime::runtime::(instance|store|vm::(instance|mpk|memory|table|cow|pooling|vmcontext))|InstancePre|instantiate|pooling|MemoryImage|Store<|StoreOpaque|InstanceAllocator|decommit|GcHeap|ModuleRegistry|drop_in_place<wasmtime::"),
+    ("wasmtime: component calls, fibers", r"wasmtime(::|_)|cranelift|fiber|Fiber|wasmtime_fiber|component::func|typed::|lift|lower|trampoline"),
+    ("wasmtime-wasi / wasi-http host calls", r"wasmtime_wasi|wasi_http|WasiHttp|WasiCtx|ResourceTable|cap_rand|cap_std|rand::"),
+    ("hyper / http", r"hyper|http::|httparse|h1|http_body"),
+    ("tokio", r"tokio"),
+    ("allocator, memcpy", r"malloc|free|realloc|memcpy|memmove|memset|_int_|calloc|cfree|alloc::"),
+]
+
+
+def profile(cmd, path="/"):
+    """Samples `cmd` (a server) under wrk; returns ({symbol: samples}, req/s)."""
+    server = run.Server(cmd)
+    data = Path(tempfile.mkdtemp()) / "perf.data"
+    try:
+        server.first_ok(path)
+        subprocess.run(["wrk", "-t2", f"-c{run.WRK_CONNECTIONS}", "-d1s", f"http://{server.addr}{path}"],
+                       stdout=subprocess.DEVNULL, check=True)
+        perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "2000", "-p", str(server.proc.pid),
+                                 "-o", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out = subprocess.run(["wrk", "-t2", f"-c{run.WRK_CONNECTIONS}", f"-d{SECONDS}s", f"http://{server.addr}{path}"],
+                             stdout=subprocess.PIPE, check=True, text=True).stdout
+        perf.send_signal(2)
+        perf.wait()
+    finally:
+        server.stop()
+    rps = next(float(l.split()[1]) for l in out.splitlines() if l.startswith("Requests/sec:"))
+    report = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children", "--sort", "sym",
+                             "-F", "sample,sym", "--percent-limit", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True, text=True).stdout
+    samples = {}
+    for line in report.splitlines():
+        m = re.match(r"\s*(\d+)\s+\[[.k]\]\s+(.*)$", line)
+        if m:
+            samples[m.group(2).strip()] = samples.get(m.group(2).strip(), 0) + int(m.group(1))
+    return samples, rps
+
+
+def grouped(samples):
+    groups = {name: 0 for name, _ in GROUPS}
+    groups["other"] = 0
+    for sym, n in samples.items():
+        for name, pattern in GROUPS:
+            if re.search(pattern, sym):
+                groups[name] += n
+                break
+        else:
+            groups["other"] += n
+    return groups
+
+
+def main():
+    target = Path(os.environ.get("QWASR_BENCH_TARGET_DIR", run.TARGET))
+    run.log("building hello-http (release, with symbols)")
+    hello = run.build("examples/hello-http/qwasr.toml")
+    sections = []
+    figures = {}
+    for label, cmd in (("tailored hello-http", [hello]), ("native hyper", [run.NATIVE])):
+        run.log(f"profiling {label}")
+        samples, rps = profile(cmd)
+        total = sum(samples.values()) or 1
+        figures[label] = rps
+        # Samples per request: CPU time of the server process only (wrk excluded).
+        per_req_us = total / 2000 / (rps * SECONDS) * 1e6
+        lines = [f"### {label}: {rps:,.0f} req/s, ~{per_req_us:.0f} µs of server CPU per request", "",
+                 "| where | share |", "|---|---|"]
+        for name, n in sorted(grouped(samples).items(), key=lambda kv: -kv[1]):
+            if n:
+                lines.append(f"| {name} | {100 * n / total:.1f}% |")
+        lines += ["", "Top symbols:", "", "| symbol | share |", "|---|---|"]
+        for sym, n in sorted(samples.items(), key=lambda kv: -kv[1])[:25]:
+            lines.append(f"| `{sym[:110].replace('|', '/')}` | {100 * n / total:.1f}% |")
+        sections.append("\n".join(lines))
+    text = (f"## Per-request profile (`bench/run.sh --profile`, perf cpu-clock, wrk -c{run.WRK_CONNECTIONS}, "
+            f"{SECONDS} s, target dir {target.name})\n\n" + "\n\n".join(sections) + "\n")
+    (run.ROOT / "bench/profile.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
