@@ -102,12 +102,7 @@ fn cargo_toml(plan: &Plan, mode: Mode) -> String {
     for c in plan.crates() {
         let mut dep = InlineTable::new();
         dep.insert("path", c.path.display().to_string().into());
-        let mut features: Vec<&str> = plan
-            .links
-            .iter()
-            .filter(|l| l.krate == *c)
-            .flat_map(|l| l.features.iter().map(String::as_str))
-            .collect();
+        let mut features = plan.features_of(c);
         if mode == Mode::Jit && *c == plan.kernel {
             features.push("compiler");
         }
@@ -367,12 +362,12 @@ impl Files {
     /// Files whose contents are unchanged keep their timestamps, so cargo
     /// does not rebuild an app whose plan did not change.
     pub fn write(&self, out: &Path) -> Result<()> {
-        if out.is_dir()
-            && self
-                .0
-                .iter()
-                .all(|(p, c)| std::fs::read(out.join(p)).ok().as_ref() == Some(c))
-        {
+        let unchanged: Vec<bool> = self
+            .0
+            .iter()
+            .map(|(p, c)| std::fs::read(out.join(p)).is_ok_and(|old| old == *c))
+            .collect();
+        if out.is_dir() && unchanged.iter().all(|same| *same) {
             return Ok(());
         }
         let parent = match out.parent() {
@@ -388,22 +383,24 @@ impl Files {
         let staging = parent.join(format!(".{name}.qwasr-new-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
         let result = (|| -> Result<()> {
-            for (rel, contents) in &self.0 {
+            for ((rel, contents), same) in self.0.iter().zip(&unchanged) {
                 let path = staging.join(rel);
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)?;
                 }
-                // Keep the timestamp of files that did not change.
+                // An unchanged file is linked, not rewritten: it keeps its
+                // timestamp (and a large app.cwasm is not copied).
                 let old = out.join(rel);
-                if std::fs::read(&old).ok().as_ref() == Some(contents) {
-                    std::fs::copy(&old, &path)?;
+                if *same && std::fs::hard_link(&old, &path).is_ok() {
+                    continue;
+                }
+                std::fs::write(&path, contents)?;
+                if *same {
                     let mtime = std::fs::metadata(&old)?.modified()?;
                     std::fs::File::options()
                         .write(true)
                         .open(&path)?
                         .set_modified(mtime)?;
-                } else {
-                    std::fs::write(&path, contents)?;
                 }
             }
             Ok(())

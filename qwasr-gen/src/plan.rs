@@ -528,7 +528,14 @@ impl Plan {
             "\ncrates: {}",
             self.crates()
                 .iter()
-                .map(|c| c.name.as_str())
+                .map(|c| {
+                    let features = self.features_of(c);
+                    if features.is_empty() {
+                        c.name.clone()
+                    } else {
+                        format!("{} (features: {})", c.name, features.join(", "))
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -544,6 +551,15 @@ impl Plan {
             let _ = writeln!(out, "note: {n}");
         }
         out
+    }
+
+    /// The cargo features this app enables on crate `c`.
+    pub fn features_of(&self, c: &CrateRef) -> Vec<&str> {
+        self.links
+            .iter()
+            .filter(|l| l.krate == *c)
+            .flat_map(|l| l.features.iter().map(String::as_str))
+            .collect()
     }
 
     /// Every crate the runtime depends on, kernel first, without repeats.
