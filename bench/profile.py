@@ -8,7 +8,6 @@ bench/profile.md.
     bench/run.sh --profile       (builds what it needs, then runs this)
 """
 
-import os
 import re
 import subprocess
 import sys
@@ -19,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # noqa: E402  (the bench's build and server helpers)
 
 SECONDS = 8
+HZ = 2000  # samples per second of CPU time
 GUEST = "(guest code)"
 # Symbol patterns, first match wins: what each part of the per-request path costs.
 GROUPS = [
@@ -41,17 +41,14 @@ def profile(cmd, path="/"):
     data = Path(tempfile.mkdtemp()) / "perf.data"
     try:
         server.first_ok(path)
-        subprocess.run(["wrk", "-t2", f"-c{run.WRK_CONNECTIONS}", "-d1s", f"http://{server.addr}{path}"],
-                       stdout=subprocess.DEVNULL, check=True)
-        perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "2000", "-p", str(server.proc.pid),
+        run.wrk_run(server.addr, path, seconds=1)  # warm up
+        perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", str(HZ), "-p", str(server.proc.pid),
                                  "-o", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        out = subprocess.run(["wrk", "-t2", f"-c{run.WRK_CONNECTIONS}", f"-d{SECONDS}s", f"http://{server.addr}{path}"],
-                             stdout=subprocess.PIPE, check=True, text=True).stdout
+        rps, _, _ = run.wrk_run(server.addr, path, seconds=SECONDS)
         perf.send_signal(2)
         perf.wait()
     finally:
         server.stop()
-    rps = next(float(l.split()[1]) for l in out.splitlines() if l.startswith("Requests/sec:"))
     report = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children", "--sort", "dso,sym",
                              "-F", "sample,dso,sym", "--percent-limit", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True, text=True).stdout
@@ -79,7 +76,6 @@ def grouped(samples):
 
 
 def main():
-    target = Path(os.environ.get("QWASR_BENCH_TARGET_DIR", run.TARGET))
     run.log("building hello-http (release, with symbols)")
     hello = run.build("examples/hello-http/qwasr.toml")
     sections = []
@@ -90,7 +86,7 @@ def main():
         total = sum(samples.values()) or 1
         figures[label] = rps
         # Samples per request: CPU time of the server process only (wrk excluded).
-        per_req_us = total / 2000 / (rps * SECONDS) * 1e6
+        per_req_us = total / HZ / (rps * SECONDS) * 1e6
         lines = [f"### {label}: {rps:,.0f} req/s, ~{per_req_us:.0f} µs of server CPU per request", "",
                  "| where | share |", "|---|---|"]
         for name, n in sorted(grouped(samples).items(), key=lambda kv: -kv[1]):
@@ -101,7 +97,7 @@ def main():
             lines.append(f"| `{sym[:110].replace('|', '/')}` | {100 * n / total:.1f}% |")
         sections.append("\n".join(lines))
     text = (f"## Per-request profile (`bench/run.sh --profile`, perf cpu-clock, wrk -c{run.WRK_CONNECTIONS}, "
-            f"{SECONDS} s, target dir {target.name})\n\n" + "\n\n".join(sections) + "\n")
+            f"{SECONDS} s, target dir {run.TARGET.name})\n\n" + "\n\n".join(sections) + "\n")
     (run.ROOT / "bench/profile.md").write_text(text)
     print(text)
 

@@ -75,8 +75,8 @@ def crate_sizes(binary, top=12):
         parts = line.split(None, 3)
         if len(parts) < 4:
             continue
-        size, name = int(parts[1], 16), parts[3]
-        sizes[crate_of(name)] = sizes.get(crate_of(name), 0) + size
+        crate = crate_of(parts[3])
+        sizes[crate] = sizes.get(crate, 0) + int(parts[1], 16)
     ranked = sorted(sizes.items(), key=lambda kv: -kv[1])
     rest = sum(v for _, v in ranked[top:])
     return dict(ranked[:top] + ([("(other)", rest)] if rest else []))
@@ -145,31 +145,37 @@ def cold_start(cmd):
     return summary(times)
 
 
+def wrk_run(addr, path="/", seconds=WRK_SECONDS):
+    """One wrk run at fixed concurrency: (req/s, p50 ms, p99 ms); errors raise."""
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "--latency", f"http://{addr}{path}"],
+        stdout=subprocess.PIPE, check=True, text=True,
+    ).stdout
+    errors = [l for l in out.splitlines() if "Non-2xx" in l or "Socket errors" in l]
+    if errors:
+        raise RuntimeError(f"wrk saw errors: {errors}")
+    figures = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if line.startswith("Requests/sec:"):
+            figures["rps"] = float(parts[1])
+        elif parts[:1] in (["50%"], ["99%"]):
+            figures[parts[0]] = ms(parts[1])
+    return figures["rps"], figures["50%"], figures["99%"]
+
+
 def wrk(cmd, path="/"):
     """Requests/s and p50/p99 latency (ms) under wrk at fixed concurrency."""
     rps, p50, p99 = [], [], []
     s = Server(cmd)
     try:
         s.first_ok(path)
-        # Warm up: pooled slots, caches, lazy paths.
-        subprocess.run(["wrk", "-t2", f"-c{WRK_CONNECTIONS}", "-d1s", f"http://{s.addr}{path}"],
-                       stdout=subprocess.DEVNULL, check=True)
+        wrk_run(s.addr, path, seconds=1)  # warm up: pooled slots, caches, lazy paths
         for _ in range(3 if QUICK else RUNS):
-            out = subprocess.run(
-                ["wrk", "-t2", f"-c{WRK_CONNECTIONS}", f"-d{WRK_SECONDS}s", "--latency", f"http://{s.addr}{path}"],
-                stdout=subprocess.PIPE, check=True, text=True,
-            ).stdout
-            errors = [l for l in out.splitlines() if "Non-2xx" in l or "Socket errors" in l]
-            if errors:
-                raise RuntimeError(f"wrk saw errors: {errors}")
-            for line in out.splitlines():
-                parts = line.split()
-                if line.startswith("Requests/sec:"):
-                    rps.append(float(parts[1]))
-                elif parts[:1] == ["50%"]:
-                    p50.append(ms(parts[1]))
-                elif parts[:1] == ["99%"]:
-                    p99.append(ms(parts[1]))
+            r, a, b = wrk_run(s.addr, path)
+            rps.append(r)
+            p50.append(a)
+            p99.append(b)
     finally:
         s.stop()
     return {"rps": summary(rps), "p50_ms": summary(p50), "p99_ms": summary(p99)}

@@ -14,8 +14,13 @@ if [ $profile = 0 ] && ! [ -x "$wasmtime" ]; then
   echo "installing wasmtime-cli $version into $cache (about 18 minutes on 2 cores, once)" >&2
   cargo install -q wasmtime-cli --version "$version" --locked --root "$cache/wasmtime-$version"
 fi
-[ $profile = 0 ] || command -v perf >/dev/null || apt-get install -y -q linux-perf >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt-get install -y -q linux-perf >/dev/null; }
-command -v wrk >/dev/null || { apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt-get install -y -q wrk >/dev/null; }; }
+# need COMMAND PACKAGE: install the Debian package unless the command exists.
+need() {
+  command -v "$1" >/dev/null || apt-get install -y -q "$2" >/dev/null 2>&1 ||
+    { apt-get update -q >/dev/null; apt-get install -y -q "$2" >/dev/null; }
+}
+need wrk wrk
+[ $profile = 0 ] || need perf linux-perf
 [ -f examples/hello-python/app.wasm ] || scripts/build-examples.sh
 cargo build -q -p qwasr-gen
 cargo build -q --release -p native-hello

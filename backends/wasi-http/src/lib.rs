@@ -105,8 +105,7 @@ impl WasiHttpHooks for Hooks {
         fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
         if !self.allows(request.uri()) {
-            tracing::warn!(uri = %request.uri(), "outgoing request denied: host not in [http] outgoing");
-            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+            return denied(request.uri(), "host not in [http] outgoing");
         }
         #[cfg(feature = "outgoing")]
         {
@@ -118,10 +117,18 @@ impl WasiHttpHooks for Hooks {
         #[cfg(not(feature = "outgoing"))]
         {
             let _ = (options, fut);
-            tracing::warn!(uri = %request.uri(), "outgoing request denied: runtime built without the `outgoing` feature");
-            Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+            denied(
+                request.uri(),
+                "runtime built without the `outgoing` feature",
+            )
         }
     }
+}
+
+/// Refuses an outgoing request, logging why.
+fn denied(uri: &http::Uri, why: &str) -> SendFuture {
+    tracing::warn!(%uri, "outgoing request denied: {why}");
+    Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
 }
 
 #[cfg(test)]
