@@ -3,7 +3,8 @@
 #
 # Uses rustup's wasm32-wasip2 target where it is installed; otherwise
 # Debian's rustc-web with -Zbuild-std for wasm32-unknown-unknown (installed
-# here with apt if missing), then `qwasr-gen componentize`.
+# here with apt if missing), then `qwasr-gen componentize` (built here, or
+# the binary $QWASR_GEN names).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -16,6 +17,11 @@ guests=(
   "counter - examples/counter/app.wasm"
   "counter draft2 examples/counter/app-draft2.wasm"
   "limits - examples/limits/app.wasm"
+  "blobstore - examples/blobstore/app.wasm"
+  "notes - examples/notes/app.wasm"
+  "messaging - examples/messaging/app.wasm"
+  "everything - examples/everything/everything.wasm"
+  "keyvalue-spin - examples/keyvalue-spin/app.wasm"
 )
 
 build_python() {
@@ -37,7 +43,7 @@ if rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     flags=(); [ "$feature" != - ] && flags=(--features "$feature")
     (cd examples && CARGO_TARGET_DIR="$target" cargo build -q --release --target wasm32-wasip2 -p "$name" "${flags[@]}")
     cp "$target/wasm32-wasip2/release/${name//-/_}.wasm" "$out"
-    say Built "$out"
+    say Built "$out ($(wc -c <"$out") bytes)"
   done
   build_python
   exit 0
@@ -52,9 +58,12 @@ if ! [ -x /usr/bin/rustc ] || ! /usr/bin/rustc --version 2>/dev/null | grep -q .
   }
 fi
 
-say Building "qwasr-gen (for componentize)"
-cargo build -q -p qwasr-gen
-qwasr_gen="${CARGO_TARGET_DIR:-$root/target}/debug/qwasr-gen"
+qwasr_gen="${QWASR_GEN:-}"
+if [ -z "$qwasr_gen" ]; then
+  say Building "qwasr-gen (for componentize)"
+  cargo build -q -p qwasr-gen
+  qwasr_gen="${CARGO_TARGET_DIR:-$root/target}/debug/qwasr-gen"
+fi
 
 for g in "${guests[@]}"; do
   read -r name feature out <<<"$g"

@@ -7,28 +7,44 @@
 //! [package.metadata.qwasr.interface]
 //! name = "keyvalue"                    # the key used in qwasr.toml
 //! package = "wasi:keyvalue"
-//! imports = ["wasi:keyvalue/store@0.2.0-draft", ...]
-//! exports = { "wasi:http/incoming-handler@0.2.12" = "http" }   # export → server
-//! features = { "wasi:http/outgoing-handler@0.2.12" = "outgoing" } # cargo feature per import
 //! default-backend = "embedded"
+//! features = { "wasi:http/outgoing-handler@0.2.12" = "outgoing" } # cargo feature per import
 //!
-//! # a backend (in a service crate, or the interface crate's embedded one)
+//! # one entry per WIT version x flavour the crate binds
+//! [[package.metadata.qwasr.interface.flavours]]
+//! flavour = "sync"                     # shown by `plan` (sync, async, spin, ...)
+//! version = "0.2.0-draft2"
+//! wit = ["../../wit/deps/keyvalue-0.2.0-draft2"]  # dependencies first, the package last
+//! imports = ["store", "atomics", "batch"]        # interfaces it links
+//! exports = { "incoming-handler" = "messaging" } # export -> server (the crate's `serve`)
+//! feature = "draft2"                   # cargo feature compiling this flavour's bindings
+//! package = "wasi:io"                  # optional: another package than the interface's
+//!
+//! # a backend (in a service crate, or the interface crate's embedded one);
+//! # `[[package.metadata.qwasr.backends]]` for several in one crate
 //! [package.metadata.qwasr.backend]
 //! name = "redis"
 //! implements = ["wasi:keyvalue"]
 //! env = ["REDIS_URL"]
 //! module = "keyvalue"                  # Rust module holding `connect`; default: the interface name
 //!
-//! # the kernel: standard WASI interfaces it always links
-//! [package.metadata.qwasr.kernel]
-//! imports = ["wasi:io/*@0.2.0", ...]
+//! # the kernel: standard WASI interfaces it always links, as flavours
+//! [[package.metadata.qwasr.kernel.flavours]]
+//! package = "wasi:io"
+//! ...
 //! ```
+//!
+//! The planner loads a flavour's WIT only when a component imports its
+//! package, and compares function types with it (see [`crate::wit`]).
 
 use crate::component::InterfaceId;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use toml_edit::{DocumentMut, Item};
+use wit_parser::{PackageId, Resolve};
 
 /// A crate the emitted runtime depends on.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -46,6 +62,52 @@ impl CrateRef {
     }
 }
 
+/// One WIT text a crate binds: a package at a version, in one flavour.
+#[derive(Debug, Clone, Serialize)]
+pub struct Flavour {
+    /// WIT package (`wasi:keyvalue`).
+    pub package: String,
+    /// Name shown by `plan` (`sync`, `async`, `spin`, ...).
+    pub flavour: String,
+    /// The package's version.
+    pub version: semver::Version,
+    /// WIT to load, dependencies first and the package last (absolute).
+    pub wit: Vec<PathBuf>,
+    /// Interfaces of the package the crate links for guests to import.
+    pub imports: Vec<String>,
+    /// Interfaces the crate runs when a component exports them, with the server's name.
+    pub exports: Vec<(String, String)>,
+    /// Cargo feature that compiles this flavour's bindings.
+    pub feature: Option<String>,
+}
+
+impl Flavour {
+    /// `wasi:keyvalue/store@0.2.0-draft2` for `store`.
+    pub fn id(&self, interface: &str) -> InterfaceId {
+        let (namespace, package) = self.package.split_once(':').unwrap_or(("", &self.package));
+        InterfaceId {
+            namespace: namespace.to_string(),
+            package: package.to_string(),
+            interface: interface.to_string(),
+            version: Some(self.version.clone()),
+        }
+    }
+
+    /// `wasi:keyvalue@0.2.0-draft2 (spin)`.
+    pub fn label(&self) -> String {
+        format!("{}@{} ({})", self.package, self.version, self.flavour)
+    }
+
+    /// Whether this flavour covers `id`'s package at a compatible version.
+    pub fn covers(&self, id: &InterfaceId) -> bool {
+        id.package_name() == self.package
+            && id
+                .version
+                .as_ref()
+                .is_some_and(|v| compatible(&self.version, v))
+    }
+}
+
 /// An interface crate.
 #[derive(Debug, Clone, Serialize)]
 pub struct Interface {
@@ -55,10 +117,8 @@ pub struct Interface {
     pub package: String,
     /// The crate.
     pub krate: CrateRef,
-    /// Interfaces it links for guests to import.
-    pub imports: Vec<InterfaceId>,
-    /// Exports it can run, with the server that runs each.
-    pub exports: Vec<(InterfaceId, String)>,
+    /// The WIT versions and flavours it binds.
+    pub flavours: Vec<Flavour>,
     /// Cargo features of the crate to enable only when the component imports
     /// the interface: code an app does not use is not linked.
     pub features: Vec<(InterfaceId, String)>,
@@ -81,19 +141,32 @@ pub struct Backend {
     pub module: Option<String>,
 }
 
+/// Loaded WIT, by the list of paths it was loaded from.
+type WitCache = Mutex<HashMap<Vec<PathBuf>, Arc<(Resolve, PackageId)>>>;
+
+/// A flavour's WIT: everything its paths loaded, and the flavour's own package in it.
+pub struct Wit {
+    /// The loaded packages.
+    pub resolve: Arc<(Resolve, PackageId)>,
+    /// The flavour's package.
+    pub package: PackageId,
+}
+
 /// Everything the crates under `backends/` provide.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct Catalog {
     /// The directory it was read from.
     pub dir: PathBuf,
     /// The kernel crate.
     pub kernel: CrateRef,
-    /// Standard WASI interfaces the kernel links.
-    pub kernel_imports: Vec<InterfaceId>,
+    /// Standard WASI packages the kernel links.
+    pub kernel_flavours: Vec<Flavour>,
     /// Interface crates, by name.
     pub interfaces: Vec<Interface>,
     /// Backends, by name.
     pub backends: Vec<Backend>,
+    #[serde(skip)]
+    wit: WitCache,
 }
 
 impl Catalog {
@@ -140,8 +213,8 @@ impl Catalog {
             let at =
                 |what: &str| format!("{} ([package.metadata.qwasr.{what}])", manifest.display());
             if let Some(k) = meta.get("kernel") {
-                let imports = ids(k, "imports").with_context(|| at("kernel"))?;
-                kernel = Some((krate.clone(), imports));
+                let flavours = flavours(k, None, &crate_dir).with_context(|| at("kernel"))?;
+                kernel = Some((krate.clone(), flavours));
             }
             if let Some(i) = meta.get("interface") {
                 interfaces.push(interface(i, krate.clone()).with_context(|| at("interface"))?);
@@ -149,21 +222,33 @@ impl Catalog {
             if let Some(b) = meta.get("backend") {
                 backends.push(backend(b, krate.clone()).with_context(|| at("backend"))?);
             }
+            if let Some(list) = meta.get("backends") {
+                let tables = list
+                    .as_array_of_tables()
+                    .with_context(|| format!("{}: must be [[...]] tables", at("backends")))?;
+                for b in tables {
+                    backends.push(
+                        backend(&Item::Table(b.clone()), krate.clone())
+                            .with_context(|| at("backends"))?,
+                    );
+                }
+            }
         }
-        let Some((kernel, kernel_imports)) = kernel else {
+        let Some((kernel, kernel_flavours)) = kernel else {
             bail!(
                 "no kernel crate under `{}` (none declares [package.metadata.qwasr.kernel])",
                 dir.display()
             );
         };
         interfaces.sort_by(|a, b| a.name.cmp(&b.name));
-        backends.sort_by(|a, b| a.name.cmp(&b.name));
+        backends.sort_by(|a, b| a.name.cmp(&b.name).then(a.krate.name.cmp(&b.krate.name)));
         let catalog = Catalog {
             dir,
             kernel,
-            kernel_imports,
+            kernel_flavours,
             interfaces,
             backends,
+            wit: Mutex::default(),
         };
         catalog.check()?;
         Ok(catalog)
@@ -205,6 +290,49 @@ impl Catalog {
             .iter()
             .filter(move |b| b.implements.contains(&interface.package))
     }
+
+    /// Every flavour: the kernel's (`None`), then each interface crate's.
+    pub fn flavours(&self) -> impl Iterator<Item = (Option<&Interface>, &Flavour)> {
+        self.kernel_flavours.iter().map(|f| (None, f)).chain(
+            self.interfaces
+                .iter()
+                .flat_map(|i| i.flavours.iter().map(move |f| (Some(i), f))),
+        )
+    }
+
+    /// A flavour's WIT, loaded once per catalog.
+    pub fn wit(&self, flavour: &Flavour) -> Result<Wit> {
+        let loaded = {
+            let mut cache = self.wit.lock().unwrap_or_else(|p| p.into_inner());
+            match cache.get(&flavour.wit) {
+                Some(w) => w.clone(),
+                None => {
+                    let w = Arc::new(crate::wit::load(&flavour.wit).with_context(|| {
+                        format!(
+                            "catalog error: the WIT of {} does not load",
+                            flavour.label()
+                        )
+                    })?);
+                    cache.insert(flavour.wit.clone(), w.clone());
+                    w
+                }
+            }
+        };
+        // The flavour's package may be one of several the paths load (the kernel's).
+        let package = loaded
+            .0
+            .package_names
+            .iter()
+            .find(|(name, _)| {
+                format!("{}:{}", name.namespace, name.name) == flavour.package
+                    && name.version.as_ref() == Some(&flavour.version)
+            })
+            .map_or(loaded.1, |(_, id)| *id);
+        Ok(Wit {
+            resolve: loaded,
+            package,
+        })
+    }
 }
 
 fn strings(item: &Item, key: &str) -> Result<Vec<String>> {
@@ -230,36 +358,72 @@ fn string(item: &Item, key: &str) -> Result<String> {
         .with_context(|| format!("missing string `{key}`"))
 }
 
-fn ids(item: &Item, key: &str) -> Result<Vec<InterfaceId>> {
-    strings(item, key)?
-        .iter()
-        .map(|s| InterfaceId::parse(s))
-        .collect()
-}
-
-/// A table of interface ids to strings (`exports`, `features`).
-fn id_map(item: &Item, key: &str) -> Result<Vec<(InterfaceId, String)>> {
+/// A table of strings to strings (`exports`, `features`).
+fn string_map(item: &Item, key: &str) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     if let Some(table) = item.get(key).and_then(|e| e.as_table_like()) {
-        for (id, v) in table.iter() {
+        for (k, v) in table.iter() {
             let v = v
                 .as_str()
-                .with_context(|| format!("`{key}`: the value for `{id}` must be a string"))?;
-            out.push((InterfaceId::parse(id)?, v.to_string()));
+                .with_context(|| format!("`{key}`: the value for `{k}` must be a string"))?;
+            out.push((k.to_string(), v.to_string()));
         }
     }
     Ok(out)
 }
 
+fn flavours(item: &Item, package: Option<&str>, crate_dir: &Path) -> Result<Vec<Flavour>> {
+    let Some(list) = item.get("flavours") else {
+        return Ok(Vec::new());
+    };
+    let tables = list
+        .as_array_of_tables()
+        .context("`flavours` must be [[...flavours]] tables")?;
+    let mut out = Vec::new();
+    for t in tables {
+        let t = Item::Table(t.clone());
+        let package = match (t.get("package").and_then(|p| p.as_str()), package) {
+            (Some(p), _) | (None, Some(p)) => p.to_string(),
+            (None, None) => bail!("a flavour needs `package`"),
+        };
+        let version = string(&t, "version")?;
+        let version = semver::Version::parse(&version)
+            .with_context(|| format!("bad version `{version}` for {package}"))?;
+        let wit = strings(&t, "wit")?
+            .into_iter()
+            .map(|p| crate_dir.join(p))
+            .collect::<Vec<_>>();
+        if wit.is_empty() {
+            bail!("flavour {package}@{version} names no `wit`");
+        }
+        out.push(Flavour {
+            flavour: string(&t, "flavour")?,
+            version,
+            wit,
+            imports: strings(&t, "imports")?,
+            exports: string_map(&t, "exports")?,
+            feature: t
+                .get("feature")
+                .and_then(|f| f.as_str())
+                .map(str::to_string),
+            package,
+        });
+    }
+    Ok(out)
+}
+
 fn interface(item: &Item, krate: CrateRef) -> Result<Interface> {
+    let package = string(item, "package")?;
     Ok(Interface {
         name: string(item, "name")?,
-        package: string(item, "package")?,
-        krate,
-        imports: ids(item, "imports")?,
-        exports: id_map(item, "exports")?,
-        features: id_map(item, "features")?,
+        flavours: flavours(item, Some(&package), &krate.path)?,
+        package,
+        features: string_map(item, "features")?
+            .into_iter()
+            .map(|(id, f)| Ok((InterfaceId::parse(&id)?, f)))
+            .collect::<Result<_>>()?,
         default_backend: string(item, "default-backend")?,
+        krate,
     })
 }
 

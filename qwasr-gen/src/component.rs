@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use wit_parser::decoding::{DecodedWasm, decode};
@@ -94,6 +95,15 @@ pub struct Component {
     /// The bytes themselves (not serialized).
     #[serde(skip)]
     pub bytes: Vec<u8>,
+    /// The component's types, as decoded, for comparing with the host's WIT.
+    #[serde(skip)]
+    pub resolve: Resolve,
+    /// Each named import's interface in [`Component::resolve`].
+    #[serde(skip)]
+    pub import_types: BTreeMap<InterfaceId, wit_parser::InterfaceId>,
+    /// Each named export's interface in [`Component::resolve`].
+    #[serde(skip)]
+    pub export_types: BTreeMap<InterfaceId, wit_parser::InterfaceId>,
 }
 
 impl Component {
@@ -147,17 +157,20 @@ impl Component {
                  pass the guest's built component"
             ),
         };
-        let world = &resolve.worlds[world];
-        let (imports, unnamed_imports) = items(&resolve, world.imports.iter());
-        let (exports, unnamed_exports) = items(&resolve, world.exports.iter());
+        let w = &resolve.worlds[world];
+        let (import_types, unnamed_imports) = items(&resolve, w.imports.iter());
+        let (export_types, unnamed_exports) = items(&resolve, w.exports.iter());
         Ok(Component {
+            imports: import_types.keys().cloned().collect(),
+            exports: export_types.keys().cloned().collect(),
+            import_types,
+            export_types,
             path: path.to_path_buf(),
             size: bytes.len(),
-            imports,
-            exports,
             unnamed_imports,
             unnamed_exports,
             bytes,
+            resolve,
         })
     }
 }
@@ -165,14 +178,16 @@ impl Component {
 fn items<'a>(
     resolve: &Resolve,
     items: impl Iterator<Item = (&'a WorldKey, &'a WorldItem)>,
-) -> (Vec<InterfaceId>, Vec<Unnamed>) {
-    let mut named = Vec::new();
+) -> (BTreeMap<InterfaceId, wit_parser::InterfaceId>, Vec<Unnamed>) {
+    let mut named = BTreeMap::new();
     let mut unnamed = Vec::new();
     for (key, item) in items {
         match (key, item) {
             (WorldKey::Interface(id), _) => {
                 match resolve.id_of(*id).map(|s| InterfaceId::parse(&s)) {
-                    Some(Ok(id)) => named.push(id),
+                    Some(Ok(parsed)) => {
+                        named.insert(parsed, *id);
+                    }
                     _ => unnamed.push(Unnamed {
                         name: resolve.name_world_key(key),
                         kind: "interface",
@@ -191,7 +206,6 @@ fn items<'a>(
             (WorldKey::Name(_), WorldItem::Type { .. }) => {}
         }
     }
-    named.sort();
     unnamed.sort_by(|a, b| a.name.cmp(&b.name));
     (named, unnamed)
 }

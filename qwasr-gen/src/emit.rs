@@ -102,6 +102,9 @@ fn cargo_toml(plan: &Plan, mode: Mode) -> String {
     for c in plan.crates() {
         let mut dep = InlineTable::new();
         dep.insert("path", c.path.display().to_string().into());
+        // Only the flavours this component imports: one definition per
+        // name@version in a linker, and no bindings the app does not use.
+        dep.insert("default-features", false.into());
         let mut features = plan.features_of(c);
         if mode == Mode::Jit && *c == plan.kernel {
             features.push("compiler");
@@ -188,19 +191,36 @@ fn main_rs(plan: &Plan, mode: Mode) -> Result<String> {
     let servers: Vec<TokenStream> = plan
         .servers
         .iter()
-        .map(|s| {
-            let link = plan
+        .enumerate()
+        .map(|(n, s)| {
+            let c = plan
                 .links
                 .iter()
                 .find(|l| l.interface == s.interface)
-                .expect("server's interface is linked");
-            let c = format_ident!("{}", link.krate.ident());
-            quote!(#c::serve(&kernel, &linker, new_state))
+                .map(|l| format_ident!("{}", l.krate.ident()))
+                .context("internal error: a server's interface is not linked")?;
+            Ok(if n + 1 < plan.servers.len() {
+                quote!(#c::serve(&kernel, &linker, new_state.clone()))
+            } else {
+                quote!(#c::serve(&kernel, &linker, new_state))
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let serve = match servers.as_slice() {
         [one] => quote!(#one.await),
-        many => quote!(#kernel::tokio::try_join!(#(#many),*).map(|_| ())),
+        many => {
+            // Named futures, so the macro's arguments are plain identifiers
+            // (prettyplease does not format inside macro calls).
+            let names: Vec<_> = plan
+                .servers
+                .iter()
+                .map(|s| format_ident!("{}_server", field(&s.name)))
+                .collect();
+            quote! {
+                #(let #names = #many;)*
+                #kernel::tokio::try_join!(#(#names),*).map(|_| ())
+            }
+        }
     };
 
     let limits = {
@@ -228,6 +248,30 @@ fn main_rs(plan: &Plan, mode: Mode) -> Result<String> {
         None => quote!(#kernel::DEFAULT_HTTP_ADDR),
     };
     let outgoing = &plan.outgoing;
+    let serves = serves(plan);
+    let data_dir = match &plan.data_dir {
+        Some(d) => {
+            let d = d.display().to_string();
+            quote!(Some(#d))
+        }
+        None => quote!(None),
+    };
+    let names = plan.names.iter().map(|g| {
+        let i = &g.interface;
+        let n = &g.names;
+        quote!((#i, &[#(#n),*]))
+    });
+    let messaging = {
+        let topics = &plan.topics;
+        match plan.max_message_size {
+            Some(m) => {
+                let m = Literal::u64_unsuffixed(m);
+                quote!(Messaging { topics: &[#(#topics),*], max_message_size: #m })
+            }
+            None if topics.is_empty() => quote!(Messaging::DEFAULT),
+            None => quote!(Messaging { topics: &[#(#topics),*], ..Messaging::DEFAULT }),
+        }
+    };
     let env = &plan.grant_env;
     let dirs = plan.grant_dirs.iter().map(|(g, h)| {
         let h = h.display().to_string();
@@ -248,16 +292,20 @@ fn main_rs(plan: &Plan, mode: Mode) -> Result<String> {
     let file = quote! {
         use #kernel::anyhow::{Context, Result};
         use #kernel::wasmtime_wasi::{WasiCtxView, WasiView};
-        use #kernel::{App, Code, CtxView, Grants, Host, Kernel, KernelCtx, Limits, View};
+        use #kernel::{App, Code, CtxView, Grants, Host, Kernel, KernelCtx, Limits, Messaging, View};
 
         static APP: App = App {
             name: #app,
             generator: #generator,
             component: #component,
+            serves: &[#(#serves),*],
             limits: #limits,
             grants: Grants { env: &[#(#env),*], dirs: &[#(#dirs),*] },
             http_addr: #http_addr,
             outgoing: &[#(#outgoing),*],
+            data_dir: #data_dir,
+            names: &[#(#names),*],
+            messaging: #messaging,
         };
 
         /// Per-request state: the kernel's, and one context per interface.
@@ -307,6 +355,30 @@ fn main_rs(plan: &Plan, mode: Mode) -> Result<String> {
     Ok(header + &spaced(&prettyplease::unparse(&parsed)))
 }
 
+/// One line per server for the runtime's `--help`.
+fn serves(plan: &Plan) -> Vec<String> {
+    plan.servers
+        .iter()
+        .map(|s| {
+            let exports: Vec<String> = plan
+                .exports
+                .iter()
+                .filter(|e| e.server.as_deref() == Some(s.name.as_str()))
+                .map(|e| e.export.to_string())
+                .collect();
+            let how = match s.name.as_str() {
+                "http" => "HTTP on HTTP_ADDR".to_string(),
+                "messaging" if plan.topics.is_empty() => {
+                    "messages (no [messaging] topics set)".to_string()
+                }
+                "messaging" => format!("messages on topics {}", plan.topics.join(", ")),
+                other => format!("the {other} server"),
+            };
+            format!("{how} ({})", exports.join(", "))
+        })
+        .collect()
+}
+
 /// A blank line between top-level items, as a person would write them.
 fn spaced(code: &str) -> String {
     let mut out = String::with_capacity(code.len() + 256);
@@ -347,7 +419,7 @@ fn readme(plan: &Plan, manifest: Option<&Path>) -> Result<String> {
         component => plan.component.display().to_string(),
         manifest => manifest.map(|m| m.display().to_string()),
         crates => crates,
-        exports => minijinja::Value::from_serialize(&plan.exports),
+        serves => serves(plan),
         imports => minijinja::Value::from_serialize(&plan.imports),
         links => minijinja::Value::from_serialize(&plan.links),
         http_addr => plan.http_addr.as_deref().unwrap_or(qwasr_kernel::DEFAULT_HTTP_ADDR),

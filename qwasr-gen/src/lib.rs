@@ -21,3 +21,4 @@ pub mod component;
 pub mod emit;
 pub mod manifest;
 pub mod plan;
+pub mod wit;

@@ -45,6 +45,26 @@ pub struct BackendChoice {
     pub options: Vec<(String, String)>,
 }
 
+/// An allow-list of names the guest may open through one interface.
+#[derive(Debug, Clone, Serialize)]
+pub struct NameGrant {
+    /// Interface short name (the section: `keyvalue`).
+    pub interface: String,
+    /// The key (`buckets`).
+    pub key: &'static str,
+    /// The names.
+    pub names: Vec<String>,
+    /// Where the list is written.
+    pub loc: Loc,
+}
+
+/// Sections holding an allow-list of names, and the key of each.
+pub const NAME_SECTIONS: &[(&str, &str)] = &[
+    ("keyvalue", "buckets"),
+    ("blobstore", "containers"),
+    ("sql", "databases"),
+];
+
 /// The parsed manifest.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Manifest {
@@ -62,8 +82,15 @@ pub struct Manifest {
     pub http_addr: Option<String>,
     /// `[http] outgoing`: `host:port` entries.
     pub outgoing: Vec<String>,
+    /// `[app] data-dir`, resolved against the manifest's directory.
+    pub data_dir: Option<PathBuf>,
     /// `[messaging] topics`.
     pub topics: Vec<String>,
+    /// `[messaging] max-message-size`, bytes.
+    pub max_message_size: Option<u64>,
+    /// Allow-lists of names per interface: `[keyvalue] buckets`,
+    /// `[blobstore] containers`, `[sql] databases`.
+    pub names: Vec<NameGrant>,
     /// `[limits] memory`, bytes.
     pub memory: Option<u64>,
     /// `[limits] timeout`.
@@ -84,6 +111,9 @@ const SECTIONS: &[&str] = &[
     "messaging",
     "limits",
     "grants",
+    "keyvalue",
+    "blobstore",
+    "sql",
 ];
 
 impl Manifest {
@@ -113,7 +143,7 @@ impl Manifest {
         let root = doc.as_table();
         p.known_keys(root, SECTIONS, "the manifest")?;
         if let Some(app) = p.section(root, "app")? {
-            p.known_keys(app, &["name", "component"], "[app]")?;
+            p.known_keys(app, &["name", "component", "data-dir"], "[app]")?;
             if let Some((v, l)) = p.string(app, "name")? {
                 if !valid_name(&v) {
                     bail!(
@@ -123,6 +153,12 @@ impl Manifest {
                 m.name = Some(Located { value: v, loc: l });
             }
             m.component = p.string(app, "component")?.map(|(v, _)| dir.join(v));
+            if let Some((v, l)) = p.string(app, "data-dir")? {
+                // Absolute, so the runtime finds it from any working directory.
+                let d = std::path::absolute(dir.join(&v))
+                    .map_err(|e| anyhow!("{l}: [app] data-dir `{v}`: {e}"))?;
+                m.data_dir = Some(d);
+            }
         }
         if let Some(backends) = p.section(root, "backends")? {
             for (key, item) in backends.iter() {
@@ -197,12 +233,33 @@ impl Manifest {
             }
         }
         if let Some(messaging) = p.section(root, "messaging")? {
-            p.known_keys(messaging, &["topics"], "[messaging]")?;
-            m.topics = p
-                .strings(messaging, "topics")?
-                .into_iter()
-                .map(|(t, _)| t)
-                .collect();
+            p.known_keys(messaging, &["topics", "max-message-size"], "[messaging]")?;
+            for (t, l) in p.strings(messaging, "topics")? {
+                if let Err(e) = qwasr_kernel::check_topic_pattern(&t) {
+                    bail!("{l}: [messaging] topics: {e}");
+                }
+                m.topics.push(t);
+            }
+            if let Some((v, l)) = p.string(messaging, "max-message-size")? {
+                m.max_message_size = Some(
+                    parse_size(&v)
+                        .map_err(|e| anyhow!("{l}: [messaging] max-message-size: {e}"))?,
+                );
+            }
+        }
+        for (section, key) in NAME_SECTIONS {
+            if let Some(t) = p.section(root, section)? {
+                p.known_keys(t, &[key], &format!("[{section}]"))?;
+                if t.get(key).is_some() {
+                    let names = p.strings(t, key)?;
+                    m.names.push(NameGrant {
+                        interface: section.to_string(),
+                        key,
+                        names: names.into_iter().map(|(n, _)| n).collect(),
+                        loc: p.key_loc(t, key),
+                    });
+                }
+            }
         }
         if let Some(limits) = p.section(root, "limits")? {
             p.known_keys(limits, &["memory", "timeout", "instances"], "[limits]")?;

@@ -2,9 +2,10 @@
 //! for every export, the server that runs it. A plain value, decided from the
 //! component, the manifest and the catalog, and nothing else.
 
-use crate::catalog::{self, Catalog, CrateRef, Interface, Match};
+use crate::catalog::{self, Catalog, CrateRef, Flavour, Interface, Match};
 use crate::component::{Component, InterfaceId};
 use crate::manifest::{self, Loc, Manifest};
+use crate::wit::{self, Direction};
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -41,6 +42,8 @@ pub struct ImportPlan {
     pub krate: String,
     /// Backend name, for interfaces with backends.
     pub backend: Option<String>,
+    /// The flavour of the WIT whose types match the import (`sync`, `spin`, `async`).
+    pub flavour: String,
 }
 
 /// How one export is run.
@@ -50,6 +53,8 @@ pub struct ExportPlan {
     pub export: InterfaceId,
     /// The server that runs it (`http`), or `None` when nothing does.
     pub server: Option<String>,
+    /// The flavour of the WIT whose types match the export, when a server runs it.
+    pub flavour: Option<String>,
 }
 
 /// One interface crate linked into the runtime, with its backend.
@@ -83,6 +88,17 @@ pub struct Server {
     pub name: String,
     /// The interface whose crate provides `serve`.
     pub interface: String,
+}
+
+/// An allow-list of names for one interface.
+#[derive(Debug, Clone, Serialize)]
+pub struct NameGrant {
+    /// Interface short name (`keyvalue`).
+    pub interface: String,
+    /// The manifest key (`buckets`).
+    pub key: String,
+    /// The names the guest may open.
+    pub names: Vec<String>,
 }
 
 /// Limits the manifest sets; `None` takes the kernel's default.
@@ -123,6 +139,16 @@ pub struct Plan {
     pub grant_env: Vec<String>,
     /// `[grants] dirs`: guest path, host path.
     pub grant_dirs: Vec<(String, PathBuf)>,
+    /// Names the guest may open, per interface (`[keyvalue] buckets`, ...).
+    pub names: Vec<NameGrant>,
+    /// `[app] data-dir` (absolute).
+    pub data_dir: Option<PathBuf>,
+    /// `[messaging] topics`.
+    pub topics: Vec<String>,
+    /// `[messaging] max-message-size`.
+    pub max_message_size: Option<u64>,
+    /// Cargo features of the kernel this app needs.
+    pub kernel_features: Vec<String>,
     /// Things worth knowing that are not errors.
     pub notes: Vec<String>,
 }
@@ -151,82 +177,102 @@ pub fn plan_with(
         ));
     }
 
-    // Which interface crate serves each import.
-    let mut imports = Vec::new();
-    let mut needed: BTreeMap<String, &Interface> = BTreeMap::new();
-    for import in &component.imports {
-        if catalog
-            .kernel_imports
-            .iter()
-            .any(|p| catalog::matches(p, import) == Match::Yes)
-        {
-            imports.push(ImportPlan {
-                import: import.clone(),
-                interface: "wasi".into(),
-                krate: catalog.kernel.name.clone(),
-                backend: None,
-            });
-            continue;
-        }
-        let found = catalog.interfaces.iter().find(|i| {
-            i.imports
-                .iter()
-                .any(|p| catalog::matches(p, import) == Match::Yes)
-        });
-        match found {
-            Some(i) => {
-                needed.insert(i.name.clone(), i);
-                imports.push(ImportPlan {
-                    import: import.clone(),
-                    interface: i.name.clone(),
-                    krate: i.krate.name.clone(),
-                    backend: None,
-                });
-            }
-            None => problems.push(unsupported(import, catalog)),
-        }
+    // Imports and exports grouped by package and version: one flavour serves
+    // each group, chosen by comparing types with every flavour the catalog has.
+    let mut groups: BTreeMap<(String, String), Vec<(&InterfaceId, Direction)>> = BTreeMap::new();
+    for id in &component.imports {
+        groups
+            .entry(group_key(id))
+            .or_default()
+            .push((id, Direction::Import));
     }
-
-    // Which server runs each export.
+    for id in &component.exports {
+        groups
+            .entry(group_key(id))
+            .or_default()
+            .push((id, Direction::Export));
+    }
+    let mut imports = Vec::new();
     let mut exports = Vec::new();
     let mut servers: Vec<Server> = Vec::new();
-    for export in &component.exports {
-        let found = catalog.interfaces.iter().find_map(|i| {
-            i.exports
-                .iter()
-                .find(|(p, _)| catalog::matches(p, export) == Match::Yes)
-                .map(|(_, server)| (i, server.clone()))
-        });
-        match found {
-            Some((i, server)) => {
-                needed.insert(i.name.clone(), i);
-                if !servers.iter().any(|s| s.name == server) {
-                    servers.push(Server {
-                        name: server.clone(),
-                        interface: i.name.clone(),
-                    });
+    let mut needed: BTreeMap<String, &Interface> = BTreeMap::new();
+    let mut chosen_flavours: Vec<(Option<&Interface>, &Flavour)> = Vec::new();
+    for members in groups.values() {
+        let first = members[0].0;
+        let candidates: Vec<(Option<&Interface>, &Flavour)> = catalog
+            .flavours()
+            .filter(|(_, f)| f.covers(first))
+            .collect();
+        if candidates.is_empty() {
+            for (id, dir) in members {
+                match dir {
+                    Direction::Import => problems.push(unsupported(id, catalog)),
+                    Direction::Export => exports.push(unserved(id, &mut notes)),
                 }
-                exports.push(ExportPlan {
-                    export: export.clone(),
-                    server: Some(server),
-                });
             }
-            None => {
-                notes.push(format!(
-                    "export {export} is not run by any server; it is left alone"
-                ));
-                exports.push(ExportPlan {
-                    export: export.clone(),
-                    server: None,
-                });
+            continue;
+        }
+        let mut misfits = Vec::new();
+        let mut found = None;
+        for (owner, flavour) in &candidates {
+            match fits(component, members, flavour, catalog) {
+                Ok(()) => {
+                    found = Some((*owner, *flavour));
+                    break;
+                }
+                Err(m) => misfits.push((*owner, *flavour, m)),
+            }
+        }
+        let Some((owner, flavour)) = found else {
+            problems.push(no_flavour(catalog, &misfits));
+            continue;
+        };
+        chosen_flavours.push((owner, flavour));
+        let krate = owner.map_or(&catalog.kernel, |i| &i.krate);
+        if let Some(i) = owner {
+            needed.insert(i.name.clone(), i);
+        }
+        for (id, dir) in members {
+            match dir {
+                Direction::Import => imports.push(ImportPlan {
+                    import: (*id).clone(),
+                    interface: owner.map_or("wasi".to_string(), |i| i.name.clone()),
+                    krate: krate.name.clone(),
+                    backend: None,
+                    flavour: flavour.flavour.clone(),
+                }),
+                Direction::Export => {
+                    let server = flavour
+                        .exports
+                        .iter()
+                        .find(|(iface, _)| *iface == id.interface)
+                        .map(|(_, server)| server.clone());
+                    match (server, owner) {
+                        (Some(server), Some(i)) => {
+                            if !servers.iter().any(|s| s.name == server) {
+                                servers.push(Server {
+                                    name: server.clone(),
+                                    interface: i.name.clone(),
+                                });
+                            }
+                            exports.push(ExportPlan {
+                                export: (*id).clone(),
+                                server: Some(server),
+                                flavour: Some(flavour.flavour.clone()),
+                            });
+                        }
+                        _ => exports.push(unserved(id, &mut notes)),
+                    }
+                }
             }
         }
     }
+    imports.sort_by(|a, b| a.import.cmp(&b.import));
+    exports.sort_by(|a, b| a.export.cmp(&b.export));
     if servers.is_empty() {
         let supported: Vec<String> = catalog
-            .interfaces
-            .iter()
-            .flat_map(|i| i.exports.iter().map(|(p, _)| major_minor(p)))
+            .flavours()
+            .flat_map(|(_, f)| f.exports.iter().map(|(i, _)| major_minor(&f.id(i))))
             .collect();
         problems.push(format!(
             "the component exports nothing qwasr can run (it exports {}); \
@@ -236,13 +282,24 @@ pub fn plan_with(
             } else {
                 list(component.exports.iter().map(ToString::to_string))
             },
-            supported.join(", ")
+            list(dedup(supported))
         ));
     }
 
     if link_all {
         for i in &catalog.interfaces {
             needed.entry(i.name.clone()).or_insert(i);
+            // One flavour per name@version: two would define the same imports.
+            let mut seen = Vec::new();
+            for f in &i.flavours {
+                let key = (f.package.clone(), f.version.clone());
+                if !seen.contains(&key) {
+                    seen.push(key);
+                    if !chosen_flavours.iter().any(|(_, c)| std::ptr::eq(*c, f)) {
+                        chosen_flavours.push((Some(i), f));
+                    }
+                }
+            }
         }
     }
 
@@ -297,6 +354,28 @@ pub fn plan_with(
         notes
             .push("[config] is set, but the component does not import wasi:config; ignored".into());
     }
+    for g in &manifest.names {
+        if !needed.contains_key(&g.interface) {
+            notes.push(format!(
+                "{}: [{}] {} is set, but the component does not use wasi:{}; ignored",
+                g.loc, g.interface, g.key, g.interface
+            ));
+        }
+    }
+    if !manifest.topics.is_empty() && !servers.iter().any(|s| s.name == "messaging") {
+        notes.push(
+            "[messaging] topics is set, but the component does not export \
+             wasi:messaging/incoming-handler; nothing subscribes"
+                .into(),
+        );
+    }
+    if servers.iter().any(|s| s.name == "messaging") && manifest.topics.is_empty() {
+        notes.push(
+            "the component exports wasi:messaging/incoming-handler but [messaging] topics \
+             is empty: it will receive no messages"
+                .into(),
+        );
+    }
 
     if !problems.is_empty() {
         let mut msg = String::new();
@@ -349,6 +428,12 @@ pub fn plan_with(
                         .any(|import| catalog::matches(id, import) == Match::Yes)
             })
             .map(|(_, feature)| feature.clone())
+            .chain(
+                chosen_flavours
+                    .iter()
+                    .filter(|(owner, _)| owner.is_some_and(|o| o.name == *name))
+                    .filter_map(|(_, f)| f.feature.clone()),
+            )
             .collect();
         features.sort();
         features.dedup();
@@ -385,21 +470,162 @@ pub fn plan_with(
         },
         grant_env: manifest.grant_env.clone(),
         grant_dirs: manifest.grant_dirs.clone(),
+        names: manifest
+            .names
+            .iter()
+            .filter(|g| needed.contains_key(&g.interface))
+            .map(|g| NameGrant {
+                interface: g.interface.clone(),
+                key: g.key.to_string(),
+                names: g.names.clone(),
+            })
+            .collect(),
+        data_dir: manifest.data_dir.clone(),
+        topics: manifest.topics.clone(),
+        max_message_size: manifest.max_message_size,
+        kernel_features: {
+            let mut f: Vec<String> = chosen_flavours
+                .iter()
+                .filter(|(owner, _)| owner.is_none())
+                .filter_map(|(_, f)| f.feature.clone())
+                .collect();
+            f.sort();
+            f.dedup();
+            f
+        },
         notes,
     })
 }
 
-/// Why nothing serves `import`: an unknown interface, or a known one at another version.
+/// `(wasi:keyvalue, 0.2.0-draft2)`: imports of one package at one version
+/// are served by one flavour.
+fn group_key(id: &InterfaceId) -> (String, String) {
+    (
+        id.package_name(),
+        id.version
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+    )
+}
+
+/// An export no server runs: noted, left alone.
+fn unserved(id: &InterfaceId, notes: &mut Vec<String>) -> ExportPlan {
+    notes.push(format!(
+        "export {id} is not run by any server; it is left alone"
+    ));
+    ExportPlan {
+        export: id.clone(),
+        server: None,
+        flavour: None,
+    }
+}
+
+/// Why one flavour cannot serve a group.
+struct Misfit {
+    id: Box<InterfaceId>,
+    what: String,
+}
+
+/// Whether `flavour` links every import of the group and runs every export
+/// it has a server for, with the same function types as the component's.
+fn fits(
+    component: &Component,
+    members: &[(&InterfaceId, Direction)],
+    flavour: &Flavour,
+    catalog: &Catalog,
+) -> Result<(), Misfit> {
+    let wit = catalog.wit(flavour).map_err(|e| Misfit {
+        id: Box::new(members[0].0.clone()),
+        what: format!("{e:#}"),
+    })?;
+    let (resolve, pkg) = (&wit.resolve.0, wit.package);
+    for (id, dir) in members {
+        let (listed, theirs) = match dir {
+            Direction::Import => (
+                flavour.imports.contains(&id.interface),
+                component.import_types.get(*id),
+            ),
+            Direction::Export => (
+                flavour.exports.iter().any(|(i, _)| *i == id.interface),
+                component.export_types.get(*id),
+            ),
+        };
+        if !listed {
+            if *dir == Direction::Export {
+                continue; // left alone, noted by the caller
+            }
+            return Err(Misfit {
+                id: Box::new((*id).clone()),
+                what: format!(
+                    "not linked (the {} flavour links {})",
+                    flavour.flavour,
+                    list(flavour.imports.iter().cloned())
+                ),
+            });
+        }
+        let (Some(theirs), Some(ours)) = (theirs, wit::interface(resolve, pkg, &id.interface))
+        else {
+            return Err(Misfit {
+                id: Box::new((*id).clone()),
+                what: format!(
+                    "the {} flavour's WIT has no interface `{}`",
+                    flavour.flavour, id.interface
+                ),
+            });
+        };
+        wit::compare(&component.resolve, *theirs, resolve, ours, *dir).map_err(|m| Misfit {
+            id: Box::new((*id).clone()),
+            what: format!("function `{}`: {}", m.function, m.why),
+        })?;
+    }
+    Ok(())
+}
+
+/// The problem when no flavour matches: the first function that differs, per flavour.
+fn no_flavour(catalog: &Catalog, misfits: &[(Option<&Interface>, &Flavour, Misfit)]) -> String {
+    let owner =
+        |i: Option<&Interface>| i.map_or(catalog.kernel.name.clone(), |i| i.krate.name.clone());
+    match misfits {
+        [(i, f, m)] => format!(
+            "{} does not match the WIT qwasr binds for it ({} flavour, {}): {}; \
+             build the guest against that WIT",
+            m.id,
+            f.flavour,
+            owner(*i),
+            m.what
+        ),
+        _ => {
+            let mut msg = format!(
+                "{} matches none of the flavours qwasr binds for {}@{}:",
+                misfits[0].2.id, misfits[0].1.package, misfits[0].1.version
+            );
+            for (i, f, m) in misfits {
+                let _ = write!(
+                    msg,
+                    "\n      {} ({}): {}: {}",
+                    f.flavour,
+                    owner(*i),
+                    m.id,
+                    m.what
+                );
+            }
+            msg.push_str("\n    build the guest against one of those");
+            msg
+        }
+    }
+}
+
+/// Why nothing serves `import`: an unknown package, or a known one at another version.
 fn unsupported(import: &InterfaceId, catalog: &Catalog) -> String {
-    let same_package: Vec<&InterfaceId> = catalog
-        .interfaces
-        .iter()
-        .flat_map(|i| i.imports.iter())
-        .chain(catalog.kernel_imports.iter())
-        .filter(|p| catalog::matches(p, import) == Match::OtherVersion)
+    let same_package: Vec<InterfaceId> = catalog
+        .flavours()
+        .filter(|(_, f)| f.package == import.package_name())
+        .flat_map(|(_, f)| f.imports.iter().map(|i| f.id(i)))
+        .filter(|p| p.interface == import.interface)
         .collect();
     if !same_package.is_empty() {
-        let versions: Vec<String> = same_package.iter().map(|p| major_minor(p)).collect();
+        let versions: Vec<String> = same_package.iter().map(major_minor).collect();
         return format!(
             "{import} is not supported at this version; qwasr serves {}: build the guest against one of those",
             list(dedup(versions))
@@ -408,11 +634,7 @@ fn unsupported(import: &InterfaceId, catalog: &Catalog) -> String {
     let mut supported: Vec<String> = catalog
         .interfaces
         .iter()
-        .flat_map(|i| {
-            i.imports
-                .iter()
-                .map(|p| format!("{}:{}", p.namespace, p.package))
-        })
+        .map(|i| i.package.clone())
         .collect();
     supported.push("wasi:io/cli/clocks/random/filesystem/sockets (0.2)".into());
     format!(
@@ -422,7 +644,7 @@ fn unsupported(import: &InterfaceId, catalog: &Catalog) -> String {
 }
 
 /// `wasi:http/types@0.2.x` for `@0.2.12`; exact for pre-releases.
-fn major_minor(p: &InterfaceId) -> String {
+pub(crate) fn major_minor(p: &InterfaceId) -> String {
     let base = format!("{}:{}/{}", p.namespace, p.package, p.interface);
     match &p.version {
         Some(v) if v.pre.is_empty() && v.major == 0 => format!("{base}@0.{}.x", v.minor),
@@ -489,8 +711,9 @@ impl Plan {
                     };
                     let _ = writeln!(
                         out,
-                        "  {:<44} {} via {}, backend {b} ({why})",
+                        "  {:<44} {:<8} {} via {}, backend {b} ({why})",
                         i.import.to_string(),
+                        i.flavour,
                         i.interface,
                         i.krate
                     );
@@ -498,8 +721,9 @@ impl Plan {
                 None => {
                     let _ = writeln!(
                         out,
-                        "  {:<44} {} (standard WASI, nothing granted)",
+                        "  {:<44} {:<8} {} (standard WASI, nothing granted)",
                         i.import.to_string(),
+                        i.flavour,
                         i.krate
                     );
                 }
@@ -511,17 +735,44 @@ impl Plan {
         let _ = writeln!(out, "\nexports:");
         for e in &self.exports {
             match &e.server {
+                Some(s) if s == "messaging" => {
+                    let topics = if self.topics.is_empty() {
+                        "no topics: set [messaging] topics".to_string()
+                    } else {
+                        format!("topics {}", self.topics.join(", "))
+                    };
+                    let _ = writeln!(
+                        out,
+                        "  {:<44} {:<8} run by the messaging subscriber ({topics})",
+                        e.export.to_string(),
+                        e.flavour.as_deref().unwrap_or("")
+                    );
+                }
                 Some(s) => {
                     let _ = writeln!(
                         out,
-                        "  {:<44} served by the {s} server",
-                        e.export.to_string()
+                        "  {:<44} {:<8} served by the {s} server",
+                        e.export.to_string(),
+                        e.flavour.as_deref().unwrap_or("")
                     );
                 }
                 None => {
                     let _ = writeln!(out, "  {:<44} not served", e.export.to_string());
                 }
             }
+        }
+        let named: Vec<String> = manifest::NAME_SECTIONS
+            .iter()
+            .filter(|(i, _)| self.links.iter().any(|l| l.interface == *i))
+            .map(
+                |(i, key)| match self.names.iter().find(|g| g.interface == *i) {
+                    Some(g) => format!("  {i} {key}: {}", g.names.join(", ")),
+                    None => format!("  {i} {key}: any (no [{i}] {key} in the manifest)"),
+                },
+            )
+            .collect();
+        if !named.is_empty() {
+            let _ = writeln!(out, "\nnames the guest may open:\n{}", named.join("\n"));
         }
         let _ = writeln!(
             out,
@@ -555,6 +806,9 @@ impl Plan {
 
     /// The cargo features this app enables on crate `c`.
     pub fn features_of(&self, c: &CrateRef) -> Vec<&str> {
+        if *c == self.kernel {
+            return self.kernel_features.iter().map(String::as_str).collect();
+        }
         self.links
             .iter()
             .filter(|l| l.krate == *c)

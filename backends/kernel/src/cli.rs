@@ -7,6 +7,8 @@ use clap::{Arg, ArgAction, Command};
 pub struct Cli {
     /// `--addr` / `HTTP_ADDR`.
     pub addr: Option<String>,
+    /// `--data-dir` / `QWASR_DATA_DIR`.
+    pub data_dir: Option<std::path::PathBuf>,
     /// `--config KEY=VALUE`, in order.
     pub config: Vec<(String, String)>,
     /// `--component FILE`: a .wasm to compile and run instead of the embedded one.
@@ -23,17 +25,24 @@ impl Cli {
     fn command(app: &'static crate::App) -> Command {
         let command = Command::new(app.name)
             .about(format!(
-                "The `{}` WebAssembly service: a runtime built for this one component by qwasr-gen {}.",
-                app.name, app.generator
+                "The `{}` WebAssembly service: a runtime built for this one component by qwasr-gen {}.{}",
+                app.name,
+                app.generator,
+                app.serves
+                    .iter()
+                    .map(|s| format!("\n  serves: {s}"))
+                    .collect::<String>()
             ))
             .after_help(format!(
                 "Environment:\n  \
                  HTTP_ADDR               address to listen on (default {})\n  \
+                 QWASR_DATA_DIR          where embedded backends keep data (default {})\n  \
                  QWASR_CONFIG_<KEY>      overrides a wasi:config value (KEY upper-cased, '-' and '.' as '_')\n  \
                  RUST_LOG                log filter, e.g. info, debug, qwasr=trace (default info)\n\n\
                  Backends read their own variables; `qwasr-gen plan` lists them.\n\
                  The guest sees no host environment, files or network beyond the manifest's [grants].",
-                app.http_addr
+                app.http_addr,
+                app.data_dir.unwrap_or("./.qwasr-data"),
             ))
             .version(app.generator)
             .arg(
@@ -42,6 +51,14 @@ impl Cli {
                     .env("HTTP_ADDR")
                     .value_name("HOST:PORT")
                     .help("Address the HTTP server listens on"),
+            )
+            .arg(
+                Arg::new("data-dir")
+                    .long("data-dir")
+                    .env("QWASR_DATA_DIR")
+                    .value_name("DIR")
+                    .value_parser(clap::value_parser!(std::path::PathBuf))
+                    .help("Directory where embedded backends keep their data"),
             )
             .arg(
                 Arg::new("config")
@@ -74,6 +91,7 @@ impl From<clap::ArgMatches> for Cli {
     fn from(m: clap::ArgMatches) -> Self {
         Cli {
             addr: m.get_one::<String>("addr").cloned(),
+            data_dir: m.get_one::<std::path::PathBuf>("data-dir").cloned(),
             config: m
                 .get_many::<(String, String)>("config")
                 .map(|v| v.cloned().collect())

@@ -30,6 +30,12 @@ struct Inner {
     component: Component,
     env: Vec<(String, String)>,
     deadline_ticks: u64,
+    data_root: std::path::PathBuf,
+    /// One permit per pooled instance, shared by every server: work beyond
+    /// the pool waits here instead of failing to instantiate.
+    permits: Arc<tokio::sync::Semaphore>,
+    /// Becomes `true` once SIGINT or SIGTERM arrives.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Kernel {
@@ -71,6 +77,23 @@ impl Kernel {
             .collect();
         let deadline_ticks =
             (app.limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        let data_root = match (&cli.data_dir, app.data_dir) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(dir)) => dir.into(),
+            (None, None) => ".qwasr-data".into(),
+        };
+        let data_root = std::path::absolute(&data_root).with_context(|| {
+            format!(
+                "cannot resolve the data directory `{}`",
+                data_root.display()
+            )
+        })?;
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            crate::shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight work");
+            let _ = stop.send(true);
+        });
         Ok(Kernel {
             inner: Arc::new(Inner {
                 app,
@@ -79,6 +102,9 @@ impl Kernel {
                 component,
                 env,
                 deadline_ticks,
+                data_root,
+                permits: Arc::new(tokio::sync::Semaphore::new(app.limits.instances as usize)),
+                stopping,
             }),
         })
     }
@@ -86,6 +112,38 @@ impl Kernel {
     /// Requests that may run at once (each holds one instance from the pool).
     pub fn concurrency(&self) -> usize {
         self.inner.app.limits.instances as usize
+    }
+
+    /// Waits for a free instance slot; hold the permit while the instance lives.
+    /// Shared by every server, so HTTP requests and messages together never
+    /// exceed `[limits] instances`.
+    pub async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        self.inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .context("the instance pool is closed")
+    }
+
+    /// Resolves once the runtime is asked to stop (SIGINT or SIGTERM). Every
+    /// server waits on it, stops taking new work, and drains what is in flight.
+    pub async fn stopping(&self) {
+        let mut rx = self.inner.stopping.clone();
+        // An error means the signal task is gone, which only happens at exit.
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+
+    /// Whether a stop was requested.
+    pub fn is_stopping(&self) -> bool {
+        *self.inner.stopping.borrow()
+    }
+
+    /// The data directory's root: `QWASR_DATA_DIR` / `--data-dir`, else the
+    /// manifest's `[app] data-dir`, else `./.qwasr-data` (absolute; created
+    /// by the backends that use it, see [`BackendConfig::data_dir`]).
+    pub fn data_root(&self) -> &std::path::Path {
+        &self.inner.data_root
     }
 
     /// The app this runtime was built for.
@@ -125,6 +183,7 @@ impl Kernel {
         options: &[(&str, &str)],
     ) -> BackendConfig {
         BackendConfig {
+            data_root: self.inner.data_root.clone(),
             app: self.inner.app,
             interface,
             backend,

@@ -24,11 +24,13 @@
 
 mod cli;
 mod engine;
+mod topics;
 
 pub use cli::Cli;
 #[cfg(feature = "compiler")]
 pub use engine::precompile;
 pub use engine::{Kernel, engine_config};
+pub use topics::{check_topic, check_topic_pattern, topic_matches};
 
 pub use anyhow;
 pub use tokio;
@@ -52,6 +54,8 @@ pub struct App {
     pub generator: &'static str,
     /// The component, precompiled or as WebAssembly.
     pub component: Code,
+    /// What the runtime serves, one line per server (shown by `--help`).
+    pub serves: &'static [&'static str],
     /// Resource limits per request.
     pub limits: Limits,
     /// What the guest may see of the host.
@@ -60,6 +64,32 @@ pub struct App {
     pub http_addr: &'static str,
     /// Hosts (`host:port`) outgoing HTTP requests may reach; empty denies all.
     pub outgoing: &'static [&'static str],
+    /// The manifest's `[app] data-dir` (absolute); `QWASR_DATA_DIR` overrides
+    /// it, and without either the runtime uses `./.qwasr-data`.
+    pub data_dir: Option<&'static str>,
+    /// Names the guest may open, per interface (`("keyvalue", &["default"])`
+    /// from `[keyvalue] buckets`); an interface not listed may open any name.
+    pub names: &'static [(&'static str, &'static [&'static str])],
+    /// `[messaging]`: what the subscriber listens to.
+    pub messaging: Messaging,
+}
+
+/// The manifest's `[messaging]` section.
+#[derive(Debug, Clone, Copy)]
+pub struct Messaging {
+    /// Topic patterns the component's `incoming-handler` is subscribed to
+    /// (`orders`, `audit.*`, `events.>`).
+    pub topics: &'static [&'static str],
+    /// Largest message payload, in bytes, a guest may send or receive.
+    pub max_message_size: u64,
+}
+
+impl Messaging {
+    /// No subscriptions; 1 MiB messages.
+    pub const DEFAULT: Messaging = Messaging {
+        topics: &[],
+        max_message_size: 1 << 20,
+    };
 }
 
 /// How the component is embedded in the runtime.
@@ -165,6 +195,8 @@ pub trait View<C>: Send {
 /// What a backend's `connect` function gets: the manifest's options for it.
 #[derive(Debug, Clone)]
 pub struct BackendConfig {
+    /// Where backends keep data on disk (not yet created; see [`BackendConfig::data_dir`]).
+    pub data_root: std::path::PathBuf,
     /// The app this runtime was built for.
     pub app: &'static App,
     /// Short interface name (`keyvalue`).
@@ -178,6 +210,31 @@ pub struct BackendConfig {
 }
 
 impl BackendConfig {
+    /// The names the guest may open for this interface (`[keyvalue] buckets`
+    /// and the like); `None` allows every name.
+    pub fn names(&self) -> Option<&'static [&'static str]> {
+        self.app
+            .names
+            .iter()
+            .find(|(i, _)| *i == self.interface)
+            .map(|(_, names)| *names)
+    }
+
+    /// Whether the guest may open `name` (see [`BackendConfig::names`]).
+    pub fn allows(&self, name: &str) -> bool {
+        self.names().is_none_or(|names| names.contains(&name))
+    }
+
+    /// This interface's directory under the data directory
+    /// (`<data dir>/<interface>`), created if missing and checked to be
+    /// writable: a backend calls it from `connect`, so a bad directory stops
+    /// the runtime at start-up with a message naming it.
+    pub fn data_dir(&self) -> anyhow::Result<std::path::PathBuf> {
+        let dir = self.data_root.join(self.interface);
+        writable_dir(&dir)?;
+        Ok(dir)
+    }
+
     /// An option's value: environment variable `env` if set, else the manifest's.
     ///
     /// A variable that is set but not valid UTF-8 is an error naming it.
@@ -193,6 +250,28 @@ impl BackendConfig {
                 anyhow::bail!("environment variable {env} is not valid UTF-8")
             }
         }
+    }
+}
+
+/// Creates `dir` (and its parents) and checks that files can be written in it.
+fn writable_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    let fix = "set QWASR_DATA_DIR (or [app] data-dir in qwasr.toml) to a writable directory";
+    std::fs::create_dir_all(dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create the data directory `{}`: {e}; {fix}",
+            dir.display()
+        )
+    })?;
+    let probe = dir.join(format!(".qwasr-write-test-{}", std::process::id()));
+    match std::fs::write(&probe, b"") {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => anyhow::bail!(
+            "the data directory `{}` is not writable: {e}; {fix}",
+            dir.display()
+        ),
     }
 }
 
@@ -258,7 +337,7 @@ fn init_tracing() {
 }
 
 /// Resolves when the process is asked to stop (SIGINT or SIGTERM).
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

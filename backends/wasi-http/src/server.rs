@@ -42,11 +42,9 @@ where
         kernel: kernel.clone(),
         pre,
         new_state,
-        // Requests beyond the instance pool wait here rather than fail.
-        permits: Arc::new(tokio::sync::Semaphore::new(kernel.concurrency())),
     });
     let graceful = GracefulShutdown::new();
-    let shutdown = qwasr_kernel::shutdown_signal();
+    let shutdown = kernel.stopping();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -77,7 +75,6 @@ where
         });
     }
     drop(listener);
-    tracing::info!("shutting down: finishing in-flight requests");
     let grace = kernel.app().limits.timeout + std::time::Duration::from_secs(1);
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
@@ -92,7 +89,6 @@ struct Server<T: 'static, F> {
     kernel: Kernel,
     pre: ProxyPre<T>,
     new_state: F,
-    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl<T, F> Server<T, F>
@@ -122,7 +118,8 @@ where
         &self,
         req: hyper::Request<hyper::body::Incoming>,
     ) -> Result<hyper::Response<HyperOutgoingBody>> {
-        let permit = self.permits.clone().acquire_owned().await?;
+        // Requests beyond the instance pool wait here rather than fail.
+        let permit = self.kernel.permit().await?;
         let mut store = self.kernel.store((self.new_state)(self.kernel.ctx()));
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let req = store

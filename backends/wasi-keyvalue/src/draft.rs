@@ -1,6 +1,6 @@
-//! `wasi:keyvalue@0.2.0-draft`.
+//! `wasi:keyvalue@0.2.0-draft`: unsigned counters, numeric `list-keys` cursors, no compare-and-swap.
 
-use crate::{Bucket, Ctx, HasKeyValue, ops, view};
+use crate::{Bucket, Ctx, HasKeyValue, ops, store_glue, view};
 use anyhow::Result;
 use qwasr_kernel::{CtxView, View};
 use wasmtime::component::{Linker, Resource};
@@ -24,53 +24,21 @@ pub(crate) fn add_to_linker<T: View<Ctx> + 'static>(linker: &mut Linker<T>) -> R
     Ok(())
 }
 
-type KvResult<T> = Result<Result<T, store::Error>>;
-
-/// The guest's view of a backend error.
-fn guest<T>(r: ops::Op<T>) -> KvResult<T> {
-    r.map(|r| r.map_err(store::Error::Other))
-}
-
-impl store::Host for CtxView<'_, Ctx> {
-    async fn open(&mut self, identifier: String) -> KvResult<Resource<Bucket>> {
-        guest(ops::open(self, identifier).await)
-    }
-}
+store_glue!();
 
 impl store::HostBucket for CtxView<'_, Ctx> {
-    async fn get(&mut self, b: Resource<Bucket>, key: String) -> KvResult<Option<Vec<u8>>> {
-        guest(ops::get(self, &b, &key).await)
-    }
-
-    async fn set(&mut self, b: Resource<Bucket>, key: String, value: Vec<u8>) -> KvResult<()> {
-        guest(ops::set(self, &b, &key, value).await)
-    }
-
-    async fn delete(&mut self, b: Resource<Bucket>, key: String) -> KvResult<()> {
-        guest(ops::delete(self, &b, &key).await)
-    }
-
-    async fn exists(&mut self, b: Resource<Bucket>, key: String) -> KvResult<bool> {
-        guest(ops::exists(self, &b, &key).await)
-    }
+    store_glue!(bucket);
 
     async fn list_keys(
         &mut self,
         b: Resource<Bucket>,
         cursor: Option<u64>,
     ) -> KvResult<store::KeyResponse> {
-        let page = guest(ops::list_keys(self, &b, cursor.map(|c| c.to_string())).await)?;
+        let page = guest(ops::list_keys_at(self, &b, cursor).await)?;
         Ok(page.map(|page| store::KeyResponse {
             keys: page.keys,
-            // This version's cursor is a number; backend cursors that are not
-            // numeric offsets end the listing here.
-            cursor: page.cursor.and_then(|c| c.parse().ok()),
+            cursor: page.cursor,
         }))
-    }
-
-    async fn drop(&mut self, b: Resource<Bucket>) -> Result<()> {
-        self.table.delete(b)?;
-        Ok(())
     }
 }
 
@@ -95,14 +63,47 @@ impl batch::Host for CtxView<'_, Ctx> {
         b: Resource<Bucket>,
         keys: Vec<String>,
     ) -> KvResult<Vec<Option<(String, Vec<u8>)>>> {
-        guest(ops::get_many(self, &b, keys).await)
+        Ok(guest(ops::get_many(self, &b, keys).await)?.map(ops::present))
     }
 
-    async fn set_many(&mut self, b: Resource<Bucket>, kvs: Vec<(String, Vec<u8>)>) -> KvResult<()> {
-        guest(ops::set_many(self, &b, kvs).await)
+    store_glue!(batch writes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{State, backends, borrow, config, drain, fill, numbered};
+
+    #[tokio::test]
+    async fn an_unlisted_bucket_is_access_denied() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = crate::memory::connect(&config(dir.path(), "memory", true))
+            .await
+            .unwrap();
+        let mut state = State::new(ctx);
+        let mut v = state.view();
+        let denied = store::Host::open(&mut v, "nope".into()).await.unwrap();
+        assert!(matches!(denied, Err(store::Error::AccessDenied)));
     }
 
-    async fn delete_many(&mut self, b: Resource<Bucket>, keys: Vec<String>) -> KvResult<()> {
-        guest(ops::delete_many(self, &b, keys).await)
+    #[tokio::test]
+    async fn numeric_cursors_page_through_every_key() {
+        let dir = tempfile::tempdir().unwrap();
+        for ctx in backends(dir.path()).await {
+            let want = numbered(2500);
+            fill(&ctx, "b", &want).await;
+            let mut state = State::new(ctx);
+            let mut v = state.view();
+            let b = store::Host::open(&mut v, "b".into())
+                .await
+                .unwrap()
+                .unwrap();
+            let listed = drain(async |cursor| {
+                let page = store::HostBucket::list_keys(&mut v, borrow(&b), cursor);
+                let page = page.await.unwrap().unwrap();
+                (page.keys, page.cursor)
+            });
+            assert_eq!(listed.await, (want, 3));
+        }
     }
 }

@@ -1,6 +1,9 @@
 //! `wasi:keyvalue@0.2.0-draft2`: adds compare-and-swap, signed counters and string cursors.
+//!
+//! Spin's flavour of this version ([`crate::draft2_spin`]) reuses `store` and
+//! `atomics` from here; only `batch` differs.
 
-use crate::{Bucket, Cas, Ctx, HasKeyValue, ops, view};
+use crate::{Bucket, Cas, Ctx, HasKeyValue, ops, store_glue, view};
 use anyhow::Result;
 use qwasr_kernel::{CtxView, View};
 use wasmtime::component::{Linker, Resource};
@@ -18,44 +21,30 @@ mod generated {
     });
 }
 
-use generated::wasi::keyvalue::{atomics, batch, store};
+// `pub`: the Spin flavour's bindings re-export them (the module itself is private).
+#[cfg(feature = "draft2")]
+use generated::wasi::keyvalue::batch;
+pub use generated::wasi::keyvalue::{atomics, store};
 
+/// Links the proposal's `draft2`: `store`, `atomics` and its `batch`.
+#[cfg(feature = "draft2")]
 pub(crate) fn add_to_linker<T: View<Ctx> + 'static>(linker: &mut Linker<T>) -> Result<()> {
-    store::add_to_linker::<T, HasKeyValue>(linker, view::<T>)?;
-    atomics::add_to_linker::<T, HasKeyValue>(linker, view::<T>)?;
+    add_store_and_atomics(linker)?;
     batch::add_to_linker::<T, HasKeyValue>(linker, view::<T>)?;
     Ok(())
 }
 
-type KvResult<T> = Result<Result<T, store::Error>>;
-
-/// The guest's view of a backend error.
-fn guest<T>(r: ops::Op<T>) -> KvResult<T> {
-    r.map(|r| r.map_err(store::Error::Other))
+/// Links what every `draft2` flavour shares.
+pub(crate) fn add_store_and_atomics<T: View<Ctx> + 'static>(linker: &mut Linker<T>) -> Result<()> {
+    store::add_to_linker::<T, HasKeyValue>(linker, view::<T>)?;
+    atomics::add_to_linker::<T, HasKeyValue>(linker, view::<T>)?;
+    Ok(())
 }
 
-impl store::Host for CtxView<'_, Ctx> {
-    async fn open(&mut self, identifier: String) -> KvResult<Resource<Bucket>> {
-        guest(ops::open(self, identifier).await)
-    }
-}
+store_glue!();
 
 impl store::HostBucket for CtxView<'_, Ctx> {
-    async fn get(&mut self, b: Resource<Bucket>, key: String) -> KvResult<Option<Vec<u8>>> {
-        guest(ops::get(self, &b, &key).await)
-    }
-
-    async fn set(&mut self, b: Resource<Bucket>, key: String, value: Vec<u8>) -> KvResult<()> {
-        guest(ops::set(self, &b, &key, value).await)
-    }
-
-    async fn delete(&mut self, b: Resource<Bucket>, key: String) -> KvResult<()> {
-        guest(ops::delete(self, &b, &key).await)
-    }
-
-    async fn exists(&mut self, b: Resource<Bucket>, key: String) -> KvResult<bool> {
-        guest(ops::exists(self, &b, &key).await)
-    }
+    store_glue!(bucket);
 
     async fn list_keys(
         &mut self,
@@ -67,11 +56,6 @@ impl store::HostBucket for CtxView<'_, Ctx> {
             keys: page.keys,
             cursor: page.cursor,
         }))
-    }
-
-    async fn drop(&mut self, b: Resource<Bucket>) -> Result<()> {
-        self.table.delete(b)?;
-        Ok(())
     }
 }
 
@@ -86,10 +70,10 @@ impl atomics::Host for CtxView<'_, Ctx> {
         value: Vec<u8>,
     ) -> Result<Result<(), atomics::CasError>> {
         let cas = self.table.delete(cas)?;
-        Ok(match ops::swap(self, cas, value).await? {
+        Ok(match guest(ops::swap(self, cas, value).await)? {
             Ok(None) => Ok(()),
             Ok(Some(fresh)) => Err(atomics::CasError::CasFailed(self.table.push(fresh)?)),
-            Err(e) => Err(atomics::CasError::StoreError(store::Error::Other(e))),
+            Err(e) => Err(atomics::CasError::StoreError(e)),
         })
     }
 }
@@ -112,20 +96,103 @@ impl atomics::HostCas for CtxView<'_, Ctx> {
     }
 }
 
+#[cfg(feature = "draft2")]
 impl batch::Host for CtxView<'_, Ctx> {
     async fn get_many(
         &mut self,
         b: Resource<Bucket>,
         keys: Vec<String>,
     ) -> KvResult<Vec<Option<(String, Vec<u8>)>>> {
-        guest(ops::get_many(self, &b, keys).await)
+        Ok(guest(ops::get_many(self, &b, keys).await)?.map(ops::present))
     }
 
-    async fn set_many(&mut self, b: Resource<Bucket>, kvs: Vec<(String, Vec<u8>)>) -> KvResult<()> {
-        guest(ops::set_many(self, &b, kvs).await)
+    store_glue!(batch writes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{State, backends, borrow, config, drain, fill, numbered};
+
+    #[tokio::test]
+    async fn an_unlisted_bucket_is_access_denied() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = crate::embedded::connect(&config(dir.path(), "embedded", true))
+            .await
+            .unwrap();
+        let mut state = State::new(ctx);
+        let mut v = state.view();
+        let denied = store::Host::open(&mut v, "nope".into()).await.unwrap();
+        assert!(matches!(denied, Err(store::Error::AccessDenied)));
+        assert!(
+            store::Host::open(&mut v, "allowed".into())
+                .await
+                .unwrap()
+                .is_ok()
+        );
     }
 
-    async fn delete_many(&mut self, b: Resource<Bucket>, keys: Vec<String>) -> KvResult<()> {
-        guest(ops::delete_many(self, &b, keys).await)
+    #[tokio::test]
+    async fn string_cursors_page_through_every_key() {
+        let dir = tempfile::tempdir().unwrap();
+        for ctx in backends(dir.path()).await {
+            let want = numbered(2500);
+            fill(&ctx, "b", &want).await;
+            let mut state = State::new(ctx);
+            let mut v = state.view();
+            let b = store::Host::open(&mut v, "b".into())
+                .await
+                .unwrap()
+                .unwrap();
+            let listed = drain(async |cursor| {
+                let page = store::HostBucket::list_keys(&mut v, borrow(&b), cursor);
+                let page = page.await.unwrap().unwrap();
+                (page.keys, page.cursor)
+            });
+            assert_eq!(listed.await, (want, 3));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_swap_hands_back_a_fresh_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = crate::embedded::connect(&config(dir.path(), "embedded", false))
+            .await
+            .unwrap();
+        let mut state = State::new(ctx);
+        let mut v = state.view();
+        let b = store::Host::open(&mut v, "b".into())
+            .await
+            .unwrap()
+            .unwrap();
+        let cas = atomics::HostCas::new(&mut v, borrow(&b), "k".into())
+            .await
+            .unwrap()
+            .unwrap();
+        store::HostBucket::set(&mut v, borrow(&b), "k".into(), b"theirs".to_vec())
+            .await
+            .unwrap()
+            .unwrap();
+        let Err(atomics::CasError::CasFailed(fresh)) =
+            atomics::Host::swap(&mut v, cas, b"mine".to_vec())
+                .await
+                .unwrap()
+        else {
+            panic!("a swap against a moved value must fail with a fresh handle");
+        };
+        let seen = atomics::HostCas::current(&mut v, Resource::new_borrow(fresh.rep()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(seen, Some(b"theirs".to_vec()));
+        atomics::Host::swap(&mut v, fresh, b"mine".to_vec())
+            .await
+            .unwrap()
+            .unwrap();
+        let now = store::HostBucket::get(&mut v, borrow(&b), "k".into())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(now, Some(b"mine".to_vec()));
     }
 }

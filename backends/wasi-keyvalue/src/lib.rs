@@ -1,39 +1,114 @@
-//! `wasi:keyvalue` for qwasr runtimes: `store`, `atomics` and `batch`, at both
-//! versions guests in the wild import (`@0.2.0-draft`, as wasmtime and
-//! wasmCloud bind it, and `@0.2.0-draft2`, as Spin and Qwasr do), over one
-//! backend trait, [`Store`].
+//! `wasi:keyvalue` for qwasr runtimes: `store`, `atomics` and `batch` in the
+//! shapes guests in the wild import, over one backend trait, [`Store`].
 //!
-//! Buckets open by any name. Counters are stored as decimal text, the way
-//! Redis `INCRBY` keeps them, so every backend reads the same bytes.
+//! Each WIT flavour is a cargo feature: `draft` (`@0.2.0-draft`, as wasmtime
+//! and wasmCloud bind it), `draft2` (`@0.2.0-draft2`, the proposal's text)
+//! and `draft2-spin` (Spin's `@0.2.0-draft2`, whose `get-many` returns one
+//! `(key, option<value>)` per requested key). [`add_to_linker`] links every
+//! flavour compiled in; `draft2` and `draft2-spin` share a name and version,
+//! so one runtime enables at most one of them.
 //!
-//! The embedded default ([`embedded`]) keeps data in process memory.
+//! Two backends come with the crate:
+//!
+//! - [`embedded`], the default: a redb file, `<data dir>/keyvalue/store.redb`.
+//!   A write (`set`, `delete`, `increment`, compare-and-swap, the batch
+//!   writes) is acknowledged only once its transaction is committed and
+//!   fsynced, so an acknowledged write survives a crash or `kill -9`.
+//!   Concurrent writes share commits (group commit), so durability costs one
+//!   fsync per group, not per write.
+//! - [`memory`]: process memory, lost when the runtime exits.
+//!
+//! Buckets open by any name unless the manifest lists them
+//! (`[keyvalue] buckets`): then other names get `error::access-denied`.
+//! Counters are stored as decimal text, the way Redis `INCRBY` keeps them,
+//! so every backend reads the same bytes.
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "draft")]
 mod draft;
+#[cfg(any(feature = "draft2", feature = "draft2-spin"))]
 mod draft2;
+#[cfg(feature = "draft2-spin")]
+mod draft2_spin;
 pub mod embedded;
+pub mod memory;
 
 use anyhow::Result;
-use qwasr_kernel::View;
+use qwasr_kernel::{BackendConfig, View};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use wasmtime::component::{HasData, Linker};
+use wasmtime::component::Linker;
 
 /// A boxed future, as the backend trait returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
+/// Most keys one `list-keys` page holds.
+pub const PAGE_KEYS: usize = 1000;
+/// Most bytes of key text one `list-keys` page holds (a page always holds at
+/// least one key, however long).
+pub const PAGE_BYTES: usize = 1 << 20;
+
 /// A page of keys and the cursor for the next page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyPage {
+pub struct KeyPage<C = String> {
     /// Keys on this page.
     pub keys: Vec<String>,
     /// Where the next page starts; `None` on the last page.
-    pub cursor: Option<String>,
+    pub cursor: Option<C>,
 }
 
-/// What a keyvalue backend implements. Errors become the guest's `other(string)`.
+/// Collects one page of keys, stopping at [`PAGE_KEYS`] or [`PAGE_BYTES`].
+#[derive(Default)]
+pub struct Pager {
+    keys: Vec<String>,
+    bytes: usize,
+}
+
+impl Pager {
+    /// Adds `key` if the page has room; `false` (and `key` left out) once it is full.
+    pub fn push(&mut self, key: &str) -> bool {
+        let full = self.keys.len() >= PAGE_KEYS
+            || (!self.keys.is_empty() && self.bytes + key.len() > PAGE_BYTES);
+        if full {
+            return false;
+        }
+        self.bytes += key.len();
+        self.keys.push(key.to_string());
+        true
+    }
+
+    /// The page; with `more`, its cursor is its last key (resume after it).
+    pub fn finish(self, more: bool) -> KeyPage {
+        let cursor = if more {
+            self.keys.last().cloned()
+        } else {
+            None
+        };
+        KeyPage {
+            keys: self.keys,
+            cursor,
+        }
+    }
+
+    /// The page for a numeric cursor: the next page starts `offset + keys` in.
+    pub fn finish_at(self, offset: u64, more: bool) -> KeyPage<u64> {
+        let next = offset.saturating_add(self.keys.len() as u64);
+        KeyPage {
+            keys: self.keys,
+            cursor: more.then_some(next),
+        }
+    }
+}
+
+/// What a keyvalue backend implements; the WIT bindings call only this.
+///
+/// Errors reach the guest as `error::other` with the error's text (causes
+/// included), so make them specific. Buckets are created on first write; a
+/// bucket name is any string (empty, with `/` or NUL, kilobytes long).
+/// Access control (`[keyvalue] buckets`) is done by [`Ctx`] before
+/// [`Store::open`] is called.
 pub trait Store: Send + Sync + 'static {
     /// Checks that `bucket` may be opened. The default accepts every name.
     fn open<'a>(&'a self, bucket: &'a str) -> BoxFuture<'a, ()> {
@@ -48,11 +123,45 @@ pub trait Store: Send + Sync + 'static {
     fn delete<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, ()>;
     /// Whether `key` exists.
     fn exists<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, bool>;
-    /// One page of keys, starting at `cursor`.
+    /// One page of keys (see [`Pager`] for the size), resuming after `cursor`,
+    /// which is `None` for the first page and otherwise a cursor this backend
+    /// returned (`draft2`'s string cursor). Any string must be accepted.
     fn list_keys<'a>(&'a self, bucket: &'a str, cursor: Option<String>) -> BoxFuture<'a, KeyPage>;
-    /// Adds `delta` to the decimal counter at `key` (absent counts as 0); returns the new value.
+    /// One page of keys for a numeric cursor (`draft`'s `u64`): `cursor` is
+    /// 0 for the first page, then what the previous page returned.
+    ///
+    /// The default treats it as an offset into the order [`Store::list_keys`]
+    /// yields and pages there from the start (cost grows with the offset); a
+    /// backend with native numeric cursors (Redis `SCAN`) may use those.
+    fn list_keys_at<'a>(&'a self, bucket: &'a str, cursor: u64) -> BoxFuture<'a, KeyPage<u64>> {
+        Box::pin(async move {
+            let mut skip = cursor;
+            let mut page_cursor = None;
+            loop {
+                let page = self.list_keys(bucket, page_cursor).await?;
+                let len = page.keys.len() as u64;
+                if skip < len || page.cursor.is_none() {
+                    let keys: Vec<String> = page
+                        .keys
+                        .into_iter()
+                        .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+                        .collect();
+                    let next = cursor.saturating_add(keys.len() as u64);
+                    return Ok(KeyPage {
+                        keys,
+                        cursor: page.cursor.map(|_| next),
+                    });
+                }
+                skip -= len;
+                page_cursor = page.cursor;
+            }
+        })
+    }
+    /// Adds `delta` to the decimal counter at `key` (absent counts as 0);
+    /// returns the new value. Must be atomic with respect to other writes.
     fn increment<'a>(&'a self, bucket: &'a str, key: &'a str, delta: i64) -> BoxFuture<'a, i64>;
-    /// Sets `key` to `value` only if its current value is `expected`; returns whether it did.
+    /// Sets `key` to `value` only if its current value is `expected` (`None`:
+    /// absent); returns whether it did. Must be atomic with respect to other writes.
     fn compare_and_swap<'a>(
         &'a self,
         bucket: &'a str,
@@ -60,20 +169,85 @@ pub trait Store: Send + Sync + 'static {
         expected: Option<Vec<u8>>,
         value: Vec<u8>,
     ) -> BoxFuture<'a, bool>;
+    /// The values of `keys`, one entry per key, in order. The default calls
+    /// [`Store::get`] per key.
+    fn get_many<'a>(
+        &'a self,
+        bucket: &'a str,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Vec<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            let mut values = Vec::with_capacity(keys.len());
+            for key in keys {
+                values.push(self.get(bucket, key).await?);
+            }
+            Ok(values)
+        })
+    }
+    /// Stores every pair; on an error some may have been stored. The default
+    /// calls [`Store::set`] per pair.
+    fn set_many<'a>(&'a self, bucket: &'a str, kvs: Vec<(String, Vec<u8>)>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            for (key, value) in kvs {
+                self.set(bucket, &key, value).await?;
+            }
+            Ok(())
+        })
+    }
+    /// Removes every key; on an error some may have been removed. The default
+    /// calls [`Store::delete`] per key.
+    fn delete_many<'a>(&'a self, bucket: &'a str, keys: Vec<String>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            for key in &keys {
+                self.delete(bucket, key).await?;
+            }
+            Ok(())
+        })
+    }
 }
 
-/// Per-store `wasi:keyvalue` state: the backend, shared by every request.
+/// Reads a counter stored as decimal text.
+pub fn parse_counter(key: &str, v: &[u8]) -> Result<i64> {
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("value of `{key}` is not a decimal counter"))
+}
+
+/// `current + delta` as a counter, or an error naming `key` on overflow.
+pub fn add_counter(key: &str, current: i64, delta: i64) -> Result<i64> {
+    current
+        .checked_add(delta)
+        .ok_or_else(|| anyhow::anyhow!("counter `{key}` would overflow ({current} + {delta})"))
+}
+
+/// Per-store `wasi:keyvalue` state: the backend and the manifest's grants,
+/// shared by every request.
 #[derive(Clone)]
 pub struct Ctx {
     store: Arc<dyn Store>,
+    /// `[keyvalue] buckets`; `None` grants every name.
+    granted: Option<&'static [&'static str]>,
 }
 
 impl Ctx {
-    /// A context over `store`.
-    pub fn new(store: impl Store) -> Ctx {
+    /// A context over `store`, granting the buckets `cfg` lists (`[keyvalue]
+    /// buckets`; every name when it lists none).
+    pub fn new(store: impl Store, cfg: &BackendConfig) -> Ctx {
         Ctx {
             store: Arc::new(store),
+            granted: cfg.names(),
         }
+    }
+
+    /// The backend.
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// Whether the guest may open `bucket`.
+    pub fn allows(&self, bucket: &str) -> bool {
+        self.granted.is_none_or(|names| names.contains(&bucket))
     }
 }
 
@@ -89,45 +263,152 @@ pub struct Cas {
     current: Option<Vec<u8>>,
 }
 
-/// Adds every supported version of `store`, `atomics` and `batch` to the linker.
+/// Adds `store`, `atomics` and `batch` of every flavour compiled in (cargo
+/// features `draft`, `draft2`, `draft2-spin`) to the linker.
+///
+/// Fails if both `draft2` and `draft2-spin` are enabled: they define the
+/// same `wasi:keyvalue/*@0.2.0-draft2` names.
 pub fn add_to_linker<T: View<Ctx> + 'static>(linker: &mut Linker<T>) -> Result<()> {
+    if cfg!(all(feature = "draft2", feature = "draft2-spin")) {
+        anyhow::bail!(
+            "qwasr-wasi-keyvalue is built with both features `draft2` and `draft2-spin`, \
+             which bind the same wasi:keyvalue@0.2.0-draft2; enable only the one the component imports"
+        );
+    }
+    #[cfg(feature = "draft")]
     draft::add_to_linker(linker)?;
+    #[cfg(feature = "draft2")]
     draft2::add_to_linker(linker)?;
+    #[cfg(feature = "draft2-spin")]
+    draft2_spin::add_to_linker(linker)?;
+    let _ = linker;
     Ok(())
 }
 
+#[cfg(any(feature = "draft", feature = "draft2", feature = "draft2-spin"))]
 struct HasKeyValue;
 
-impl HasData for HasKeyValue {
+#[cfg(any(feature = "draft", feature = "draft2", feature = "draft2-spin"))]
+impl wasmtime::component::HasData for HasKeyValue {
     type Data<'a> = qwasr_kernel::CtxView<'a, Ctx>;
 }
 
+#[cfg(any(feature = "draft", feature = "draft2", feature = "draft2-spin"))]
 fn view<T: View<Ctx>>(t: &mut T) -> qwasr_kernel::CtxView<'_, Ctx> {
     t.view()
 }
 
-/// The operations both WIT versions share. The outer `Result` traps the
-/// guest (a bad resource handle); the inner one is the backend's error text,
-/// which each version hands to the guest as `error::other`.
+/// The `store` glue the `draft` and `draft2` bindings share token for token
+/// (only the generated types differ): the error mapping, `open`, and, inside
+/// `impl store::HostBucket`, every method but `list-keys`. Expects `store`,
+/// `Bucket`, `Ctx`, `CtxView` and `Resource` in scope.
+#[cfg(any(feature = "draft", feature = "draft2", feature = "draft2-spin"))]
+macro_rules! store_glue {
+    () => {
+        pub(crate) type KvResult<T> = anyhow::Result<Result<T, store::Error>>;
+
+        /// The guest's view of an operation's error.
+        pub(crate) fn guest<T>(r: $crate::ops::Op<T>) -> KvResult<T> {
+            r.map(|r| {
+                r.map_err(|e| match e {
+                    $crate::ops::Error::AccessDenied => store::Error::AccessDenied,
+                    $crate::ops::Error::Other(text) => store::Error::Other(text),
+                })
+            })
+        }
+
+        impl store::Host for CtxView<'_, Ctx> {
+            async fn open(&mut self, identifier: String) -> KvResult<Resource<Bucket>> {
+                guest($crate::ops::open(self, identifier).await)
+            }
+        }
+    };
+    (bucket) => {
+        async fn get(&mut self, b: Resource<Bucket>, key: String) -> KvResult<Option<Vec<u8>>> {
+            guest($crate::ops::get(self, &b, &key).await)
+        }
+
+        async fn set(&mut self, b: Resource<Bucket>, key: String, value: Vec<u8>) -> KvResult<()> {
+            guest($crate::ops::set(self, &b, &key, value).await)
+        }
+
+        async fn delete(&mut self, b: Resource<Bucket>, key: String) -> KvResult<()> {
+            guest($crate::ops::delete(self, &b, &key).await)
+        }
+
+        async fn exists(&mut self, b: Resource<Bucket>, key: String) -> KvResult<bool> {
+            guest($crate::ops::exists(self, &b, &key).await)
+        }
+
+        async fn drop(&mut self, b: Resource<Bucket>) -> anyhow::Result<()> {
+            self.table.delete(b)?;
+            Ok(())
+        }
+    };
+    (batch writes) => {
+        async fn set_many(
+            &mut self,
+            b: Resource<Bucket>,
+            kvs: Vec<(String, Vec<u8>)>,
+        ) -> KvResult<()> {
+            guest($crate::ops::set_many(self, &b, kvs).await)
+        }
+
+        async fn delete_many(&mut self, b: Resource<Bucket>, keys: Vec<String>) -> KvResult<()> {
+            guest($crate::ops::delete_many(self, &b, keys).await)
+        }
+    };
+}
+#[cfg(any(feature = "draft", feature = "draft2", feature = "draft2-spin"))]
+use store_glue;
+
+/// The operations every flavour shares. The outer `Result` traps the guest
+/// (a bad resource handle); the inner one is the operation's error, which
+/// each flavour maps to its WIT `error`.
+// Each flavour uses a subset; a build with fewer than all of them leaves some unused.
+#[cfg_attr(
+    not(all(feature = "draft", feature = "draft2", feature = "draft2-spin")),
+    allow(dead_code)
+)]
 mod ops {
-    use super::{Bucket, Ctx};
+    use super::{Bucket, Cas, Ctx, KeyPage};
     use anyhow::Result;
     use qwasr_kernel::CtxView;
     use wasmtime::component::Resource;
 
-    pub(crate) type Op<T> = Result<Result<T, String>>;
+    /// An operation's error, before a flavour maps it to its WIT `error`.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(crate) enum Error {
+        /// The manifest does not grant the bucket.
+        AccessDenied,
+        /// The backend's error text.
+        Other(String),
+    }
+
+    pub(crate) type Op<T> = Result<Result<T, Error>>;
 
     fn name(v: &CtxView<'_, Ctx>, b: &Resource<Bucket>) -> Result<String> {
         Ok(v.table.get(b)?.name.clone())
     }
 
-    fn text(e: anyhow::Error) -> String {
-        format!("{e:#}")
+    fn other(e: anyhow::Error) -> Error {
+        Error::Other(format!("{e:#}"))
     }
 
+    /// At most this many characters of a bucket name go into a log line.
+    const LOGGED_NAME: usize = 200;
+
     pub(crate) async fn open(v: &mut CtxView<'_, Ctx>, name: String) -> Op<Resource<Bucket>> {
+        if !v.ctx.allows(&name) {
+            let shown: String = name.chars().take(LOGGED_NAME).collect();
+            let cut = if shown.len() < name.len() { "…" } else { "" };
+            tracing::warn!(
+                "keyvalue bucket {shown:?}{cut} is not granted: add it to [keyvalue] buckets in qwasr.toml"
+            );
+            return Ok(Err(Error::AccessDenied));
+        }
         if let Err(e) = v.ctx.store.open(&name).await {
-            return Ok(Err(text(e)));
+            return Ok(Err(other(e)));
         }
         Ok(Ok(v.table.push(Bucket { name })?))
     }
@@ -138,7 +419,7 @@ mod ops {
         key: &str,
     ) -> Op<Option<Vec<u8>>> {
         let bucket = name(v, b)?;
-        Ok(v.ctx.store.get(&bucket, key).await.map_err(text))
+        Ok(v.ctx.store.get(&bucket, key).await.map_err(other))
     }
 
     pub(crate) async fn set(
@@ -148,7 +429,7 @@ mod ops {
         value: Vec<u8>,
     ) -> Op<()> {
         let bucket = name(v, b)?;
-        Ok(v.ctx.store.set(&bucket, key, value).await.map_err(text))
+        Ok(v.ctx.store.set(&bucket, key, value).await.map_err(other))
     }
 
     pub(crate) async fn delete(
@@ -157,7 +438,7 @@ mod ops {
         key: &str,
     ) -> Op<()> {
         let bucket = name(v, b)?;
-        Ok(v.ctx.store.delete(&bucket, key).await.map_err(text))
+        Ok(v.ctx.store.delete(&bucket, key).await.map_err(other))
     }
 
     pub(crate) async fn exists(
@@ -166,16 +447,28 @@ mod ops {
         key: &str,
     ) -> Op<bool> {
         let bucket = name(v, b)?;
-        Ok(v.ctx.store.exists(&bucket, key).await.map_err(text))
+        Ok(v.ctx.store.exists(&bucket, key).await.map_err(other))
     }
 
+    /// `draft2`'s string cursor.
     pub(crate) async fn list_keys(
         v: &mut CtxView<'_, Ctx>,
         b: &Resource<Bucket>,
         cursor: Option<String>,
-    ) -> Op<super::KeyPage> {
+    ) -> Op<KeyPage> {
         let bucket = name(v, b)?;
-        Ok(v.ctx.store.list_keys(&bucket, cursor).await.map_err(text))
+        Ok(v.ctx.store.list_keys(&bucket, cursor).await.map_err(other))
+    }
+
+    /// `draft`'s numeric cursor.
+    pub(crate) async fn list_keys_at(
+        v: &mut CtxView<'_, Ctx>,
+        b: &Resource<Bucket>,
+        cursor: Option<u64>,
+    ) -> Op<KeyPage<u64>> {
+        let bucket = name(v, b)?;
+        let page = v.ctx.store.list_keys_at(&bucket, cursor.unwrap_or(0));
+        Ok(page.await.map_err(other))
     }
 
     pub(crate) async fn increment(
@@ -185,27 +478,37 @@ mod ops {
         delta: i64,
     ) -> Op<i64> {
         let bucket = name(v, b)?;
-        Ok(v.ctx
-            .store
-            .increment(&bucket, key, delta)
-            .await
-            .map_err(text))
+        let value = v.ctx.store.increment(&bucket, key, delta);
+        Ok(value.await.map_err(other))
     }
 
+    /// Spin's shape: one `(key, value)` per requested key, in order.
     pub(crate) async fn get_many(
         v: &mut CtxView<'_, Ctx>,
         b: &Resource<Bucket>,
         keys: Vec<String>,
-    ) -> Op<Vec<Option<(String, Vec<u8>)>>> {
+    ) -> Op<Vec<(String, Option<Vec<u8>>)>> {
         let bucket = name(v, b)?;
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            match v.ctx.store.get(&bucket, &key).await {
-                Ok(value) => out.push(value.map(|value| (key, value))),
-                Err(e) => return Ok(Err(text(e))),
-            }
+        let values = match v.ctx.store.get_many(&bucket, &keys).await {
+            Ok(values) => values,
+            Err(e) => return Ok(Err(other(e))),
+        };
+        if values.len() != keys.len() {
+            return Ok(Err(Error::Other(format!(
+                "the keyvalue backend returned {} values for {} keys",
+                values.len(),
+                keys.len()
+            ))));
         }
-        Ok(Ok(out))
+        Ok(Ok(keys.into_iter().zip(values).collect()))
+    }
+
+    /// The proposal's shape of `get-many`: `none` for a missing key.
+    pub(crate) fn present(pairs: Vec<(String, Option<Vec<u8>>)>) -> Vec<Option<(String, Vec<u8>)>> {
+        pairs
+            .into_iter()
+            .map(|(key, value)| value.map(|value| (key, value)))
+            .collect()
     }
 
     pub(crate) async fn set_many(
@@ -214,12 +517,7 @@ mod ops {
         kvs: Vec<(String, Vec<u8>)>,
     ) -> Op<()> {
         let bucket = name(v, b)?;
-        for (key, value) in kvs {
-            if let Err(e) = v.ctx.store.set(&bucket, &key, value).await {
-                return Ok(Err(text(e)));
-            }
-        }
-        Ok(Ok(()))
+        Ok(v.ctx.store.set_many(&bucket, kvs).await.map_err(other))
     }
 
     pub(crate) async fn delete_many(
@@ -228,57 +526,327 @@ mod ops {
         keys: Vec<String>,
     ) -> Op<()> {
         let bucket = name(v, b)?;
-        for key in keys {
-            if let Err(e) = v.ctx.store.delete(&bucket, &key).await {
-                return Ok(Err(text(e)));
-            }
-        }
-        Ok(Ok(()))
+        Ok(v.ctx.store.delete_many(&bucket, keys).await.map_err(other))
     }
 
     pub(crate) async fn cas_new(
         v: &mut CtxView<'_, Ctx>,
         b: &Resource<Bucket>,
         key: String,
-    ) -> Op<super::Cas> {
+    ) -> Op<Cas> {
         let bucket = name(v, b)?;
         Ok(match v.ctx.store.get(&bucket, &key).await {
-            Ok(current) => Ok(super::Cas {
+            Ok(current) => Ok(Cas {
                 bucket,
                 key,
                 current,
             }),
-            Err(e) => Err(text(e)),
+            Err(e) => Err(other(e)),
         })
     }
 
     /// `Ok(None)` when swapped; `Ok(Some(fresh))` with a refreshed handle when the value moved.
     pub(crate) async fn swap(
         v: &mut CtxView<'_, Ctx>,
-        cas: super::Cas,
+        cas: Cas,
         value: Vec<u8>,
-    ) -> Op<Option<super::Cas>> {
-        let super::Cas {
+    ) -> Op<Option<Cas>> {
+        let Cas {
             bucket,
             key,
             current,
         } = cas;
-        match v
-            .ctx
-            .store
-            .compare_and_swap(&bucket, &key, current, value)
-            .await
-        {
+        let swapped = v.ctx.store.compare_and_swap(&bucket, &key, current, value);
+        match swapped.await {
             Ok(true) => Ok(Ok(None)),
             Ok(false) => match v.ctx.store.get(&bucket, &key).await {
-                Ok(current) => Ok(Ok(Some(super::Cas {
+                Ok(current) => Ok(Ok(Some(Cas {
                     bucket,
                     key,
                     current,
                 }))),
-                Err(e) => Ok(Err(text(e))),
+                Err(e) => Ok(Err(other(e))),
             },
-            Err(e) => Ok(Err(text(e))),
+            Err(e) => Ok(Err(other(e))),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! What the tests of every module share: configurations and a context view.
+
+    use qwasr_kernel::{App, BackendConfig, Code, Grants, Limits, Messaging};
+    use std::path::Path;
+    use wasmtime::component::Resource;
+
+    const fn app(names: &'static [(&'static str, &'static [&'static str])]) -> App {
+        App {
+            name: "test",
+            generator: "test",
+            component: Code::Wasm(&[]),
+            serves: &[],
+            limits: Limits::DEFAULT,
+            grants: Grants {
+                env: &[],
+                dirs: &[],
+            },
+            http_addr: "127.0.0.1:0",
+            outgoing: &[],
+            data_dir: None,
+            names,
+            messaging: Messaging::DEFAULT,
+        }
+    }
+
+    static OPEN: App = app(&[]);
+    static GRANTED: App = app(&[("keyvalue", &["allowed", ""])]);
+
+    /// A configuration with its data under `root`; `granted` lists
+    /// `[keyvalue] buckets = ["allowed", ""]`, otherwise every name is granted.
+    pub(crate) fn config(root: &Path, backend: &'static str, granted: bool) -> BackendConfig {
+        BackendConfig {
+            data_root: root.to_path_buf(),
+            app: if granted { &GRANTED } else { &OPEN },
+            interface: "keyvalue",
+            backend,
+            options: Vec::new(),
+            overrides: Vec::new(),
+        }
+    }
+
+    /// A context per backend, with its data under `root`.
+    pub(crate) async fn backends(root: &Path) -> [crate::Ctx; 2] {
+        let (memory, embedded) = (
+            config(root, "memory", false),
+            config(root, "embedded", false),
+        );
+        [
+            crate::memory::connect(&memory).await.unwrap(),
+            crate::embedded::connect(&embedded).await.unwrap(),
+        ]
+    }
+
+    /// Stores an empty value under each of `keys`.
+    pub(crate) async fn fill(ctx: &crate::Ctx, bucket: &str, keys: &[String]) {
+        let kvs = keys.iter().map(|k| (k.clone(), Vec::new())).collect();
+        ctx.store().set_many(bucket, kvs).await.unwrap();
+    }
+
+    /// Another handle to the guest's bucket, as a borrowed parameter.
+    pub(crate) fn borrow(b: &Resource<crate::Bucket>) -> Resource<crate::Bucket> {
+        Resource::new_borrow(b.rep())
+    }
+
+    /// `k00000`, `k00001`, …: `n` keys in sorted order.
+    pub(crate) fn numbered(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("k{i:05}")).collect()
+    }
+
+    /// Every key of a listing, following `page`'s cursors from the first page
+    /// to the last; and how many pages that took.
+    pub(crate) async fn drain<C>(
+        mut page: impl AsyncFnMut(Option<C>) -> (Vec<String>, Option<C>),
+    ) -> (Vec<String>, usize) {
+        let (mut keys, mut pages, mut cursor) = (Vec::new(), 0, None);
+        loop {
+            let (more, next) = page(cursor).await;
+            keys.extend(more);
+            pages += 1;
+            match next {
+                Some(next) => cursor = Some(next),
+                None => return (keys, pages),
+            }
+        }
+    }
+
+    /// A request's state: a context and its resource table.
+    pub(crate) struct State {
+        pub(crate) ctx: crate::Ctx,
+        pub(crate) table: wasmtime::component::ResourceTable,
+    }
+
+    impl State {
+        pub(crate) fn new(ctx: crate::Ctx) -> State {
+            State {
+                ctx,
+                table: wasmtime::component::ResourceTable::new(),
+            }
+        }
+    }
+
+    impl qwasr_kernel::View<crate::Ctx> for State {
+        fn view(&mut self) -> qwasr_kernel::CtxView<'_, crate::Ctx> {
+            qwasr_kernel::CtxView {
+                ctx: &mut self.ctx,
+                table: &mut self.table,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{State, config, drain, numbered};
+    use super::*;
+
+    async fn memory_ctx(granted: bool) -> (tempfile::TempDir, Ctx) {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = memory::connect(&config(dir.path(), "memory", granted))
+            .await
+            .unwrap();
+        (dir, ctx)
+    }
+
+    #[tokio::test]
+    async fn grants_deny_an_unlisted_bucket() {
+        let (_dir, ctx) = memory_ctx(true).await;
+        let mut state = State::new(ctx);
+        let mut v = state.view();
+        assert!(matches!(
+            ops::open(&mut v, "other".into()).await.unwrap(),
+            Err(ops::Error::AccessDenied)
+        ));
+        assert!(ops::open(&mut v, "allowed".into()).await.unwrap().is_ok());
+        assert!(ops::open(&mut v, "".into()).await.unwrap().is_ok());
+        assert!(matches!(
+            ops::open(&mut v, "allowed/".into()).await.unwrap(),
+            Err(ops::Error::AccessDenied)
+        ));
+
+        let (_dir, ctx) = memory_ctx(false).await;
+        let mut state = State::new(ctx);
+        let mut v = state.view();
+        assert!(ops::open(&mut v, "other".into()).await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn get_many_has_one_entry_per_key_in_order() {
+        let (_dir, ctx) = memory_ctx(false).await;
+        let mut state = State::new(ctx);
+        let mut v = state.view();
+        let b = ops::open(&mut v, "b".into()).await.unwrap().unwrap();
+        ops::set_many(
+            &mut v,
+            &b,
+            vec![("a".into(), b"1".to_vec()), ("c".into(), b"3".to_vec())],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let keys = ["c", "missing", "a", "c"].map(String::from).to_vec();
+        let pairs = ops::get_many(&mut v, &b, keys).await.unwrap().unwrap();
+        let spin = vec![
+            ("c".to_string(), Some(b"3".to_vec())),
+            ("missing".to_string(), None),
+            ("a".to_string(), Some(b"1".to_vec())),
+            ("c".to_string(), Some(b"3".to_vec())),
+        ];
+        assert_eq!(pairs, spin);
+        assert_eq!(
+            ops::present(pairs),
+            vec![
+                Some(("c".to_string(), b"3".to_vec())),
+                None,
+                Some(("a".to_string(), b"1".to_vec())),
+                Some(("c".to_string(), b"3".to_vec())),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stale_cas_handle_fails_and_comes_back_fresh() {
+        let (_dir, ctx) = memory_ctx(false).await;
+        let mut state = State::new(ctx);
+        let mut v = state.view();
+        let b = ops::open(&mut v, "b".into()).await.unwrap().unwrap();
+        let cas = ops::cas_new(&mut v, &b, "k".into()).await.unwrap().unwrap();
+        ops::set(&mut v, &b, "k", b"moved".to_vec())
+            .await
+            .unwrap()
+            .unwrap();
+        let fresh = ops::swap(&mut v, cas, b"mine".to_vec())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("the value moved, so the swap fails");
+        assert_eq!(fresh.current, Some(b"moved".to_vec()));
+        assert!(
+            ops::swap(&mut v, fresh, b"mine".to_vec())
+                .await
+                .unwrap()
+                .unwrap()
+                .is_none()
+        );
+        let value = ops::get(&mut v, &b, "k").await.unwrap().unwrap();
+        assert_eq!(value, Some(b"mine".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn both_backends_page_through_2500_keys_with_both_cursors() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = embedded::Disk::open(&dir.path().join(embedded::FILE)).unwrap();
+        let stores: [Box<dyn Store>; 2] = [Box::new(memory::Memory::default()), Box::new(disk)];
+        for store in stores {
+            let want = numbered(2500);
+            let kvs = want.iter().map(|k| (k.clone(), vec![])).collect();
+            store.set_many("b", kvs).await.unwrap();
+            // Neighbouring buckets stay out of the listing.
+            store.set("b\0", "k", vec![]).await.unwrap();
+            store.set("a", "k", vec![]).await.unwrap();
+
+            let by_key = drain(async |c| {
+                let page = store.list_keys("b", c).await.unwrap();
+                (page.keys, page.cursor)
+            });
+            assert_eq!(by_key.await, (want.clone(), 3));
+            let by_offset = drain(async |c| {
+                let page = store.list_keys_at("b", c.unwrap_or(0)).await.unwrap();
+                (page.keys, page.cursor)
+            });
+            assert_eq!(by_offset.await, (want, 3));
+            assert_eq!(
+                store.list_keys_at("b", 9999).await.unwrap(),
+                KeyPage::default()
+            );
+
+            // A cursor resumes after its key even once that key is gone.
+            store.delete("b", "k00999").await.unwrap();
+            let page = store.list_keys("b", Some("k00999".into())).await.unwrap();
+            assert_eq!(page.keys.first().map(String::as_str), Some("k01000"));
+        }
+    }
+
+    #[test]
+    fn pages_stop_at_their_key_or_byte_budget() {
+        let mut pager = Pager::default();
+        let long = "x".repeat(PAGE_BYTES);
+        assert!(pager.push(&long), "a page holds one key however long");
+        assert!(!pager.push("y"));
+        assert_eq!(pager.finish(true).cursor, Some(long));
+
+        let mut pager = Pager::default();
+        for i in 0..PAGE_KEYS {
+            assert!(pager.push(&i.to_string()));
+        }
+        assert!(!pager.push("one more"));
+        let page = pager.finish_at(7, true);
+        assert_eq!(page.cursor, Some(7 + PAGE_KEYS as u64));
+    }
+
+    #[test]
+    fn add_to_linker_links_the_flavours_compiled_in() {
+        let engine = wasmtime::Engine::default();
+        let mut linker = Linker::<State>::new(&engine);
+        let linked = add_to_linker(&mut linker);
+        if cfg!(all(feature = "draft2", feature = "draft2-spin")) {
+            let e = linked.unwrap_err().to_string();
+            assert!(
+                e.contains("both features `draft2` and `draft2-spin`"),
+                "{e}"
+            );
+        } else {
+            linked.unwrap();
         }
     }
 }

@@ -3,12 +3,15 @@
 
 use qwasr_kernel::anyhow::{Context, Result};
 use qwasr_kernel::wasmtime_wasi::{WasiCtxView, WasiView};
-use qwasr_kernel::{App, Code, CtxView, Grants, Host, Kernel, KernelCtx, Limits, View};
+use qwasr_kernel::{
+    App, Code, CtxView, Grants, Host, Kernel, KernelCtx, Limits, Messaging, View,
+};
 
 static APP: App = App {
     name: "counter",
     generator: "0.1.0",
     component: Code::Precompiled(include_bytes!("../app.cwasm")),
+    serves: &["HTTP on HTTP_ADDR (wasi:http/incoming-handler@0.2.12)"],
     limits: Limits {
         timeout: std::time::Duration::from_millis(10000),
         ..Limits::DEFAULT
@@ -16,6 +19,9 @@ static APP: App = App {
     grants: Grants { env: &[], dirs: &[] },
     http_addr: qwasr_kernel::DEFAULT_HTTP_ADDR,
     outgoing: &[],
+    data_dir: None,
+    names: &[],
+    messaging: Messaging::DEFAULT,
 };
 
 /// Per-request state: the kernel's, and one context per interface.

@@ -3,16 +3,22 @@
 
 use qwasr_kernel::anyhow::{Context, Result};
 use qwasr_kernel::wasmtime_wasi::{WasiCtxView, WasiView};
-use qwasr_kernel::{App, Code, CtxView, Grants, Host, Kernel, KernelCtx, Limits, View};
+use qwasr_kernel::{
+    App, Code, CtxView, Grants, Host, Kernel, KernelCtx, Limits, Messaging, View,
+};
 
 static APP: App = App {
     name: "hello-http",
     generator: "0.1.0",
     component: Code::Precompiled(include_bytes!("../app.cwasm")),
+    serves: &["HTTP on HTTP_ADDR (wasi:http/incoming-handler@0.2.12)"],
     limits: Limits::DEFAULT,
     grants: Grants { env: &[], dirs: &[] },
     http_addr: qwasr_kernel::DEFAULT_HTTP_ADDR,
     outgoing: &[],
+    data_dir: None,
+    names: &[],
+    messaging: Messaging::DEFAULT,
 };
 
 /// Per-request state: the kernel's, and one context per interface.

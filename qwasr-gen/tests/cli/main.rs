@@ -8,6 +8,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use wit_parser::{ManglingAndAbi, Resolve};
 
+mod data;
+mod e2e;
+mod runtime;
+
 const BIN: &str = env!("CARGO_BIN_EXE_qwasr-gen");
 
 fn root() -> PathBuf {
@@ -51,9 +55,32 @@ fn succeeds(args: &[&str], cwd: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// A component whose world is `wit`'s `app` world; its code traps, so it is for inspect/plan only.
+/// A component whose world is `wit`'s `app` world; its code traps, so it is
+/// for inspect/plan only. The repository's WASI 0.2.12 packages are loaded
+/// first, so worlds may import them.
 fn fixture(dir: &Path, name: &str, wit: &str) -> PathBuf {
+    fixture_with(dir, name, &[], wit)
+}
+
+/// [`fixture`], also loading the WIT directories `extra` (relative to the repository).
+fn fixture_with(dir: &Path, name: &str, extra: &[&str], wit: &str) -> PathBuf {
     let mut resolve = Resolve::default();
+    for f in [
+        "io",
+        "clocks",
+        "random",
+        "filesystem",
+        "sockets",
+        "cli",
+        "http",
+    ] {
+        resolve
+            .push_path(root().join(format!("wit/deps/{f}.wit")))
+            .unwrap();
+    }
+    for e in extra {
+        resolve.push_path(root().join(e)).unwrap();
+    }
     let pkg = resolve
         .push_str("fixture.wit", wit)
         .expect("fixture WIT parses");
@@ -77,12 +104,19 @@ fn fixture(dir: &Path, name: &str, wit: &str) -> PathBuf {
     path
 }
 
-const HTTP_EXPORT: &str = "
-package wasi:http@0.2.9 {
-  interface types { type t = u32; }
-  interface incoming-handler { use types.{t}; handle: func(x: t); }
+/// `wasi:http/incoming-handler` at `version`, with the published shape
+/// (the planner compares types, not only names).
+fn http_package(version: &str) -> String {
+    format!(
+        "package wasi:http@{version} {{
+           interface types {{ resource incoming-request; resource response-outparam; }}
+           interface incoming-handler {{
+             use types.{{incoming-request, response-outparam}};
+             handle: func(request: incoming-request, response-out: response-outparam);
+           }}
+         }}"
+    )
 }
-";
 
 // ---------------------------------------------------------------- errors
 
@@ -136,15 +170,17 @@ fn an_import_nobody_serves_is_named_with_what_is_supported() {
         &format!(
             "package test:app;
              package acme:widgets@1.0.0 {{ interface gadget {{ spin: func(); }} }}
-             {HTTP_EXPORT}
-             world app {{ import acme:widgets/gadget@1.0.0; export wasi:http/incoming-handler@0.2.9; }}"
+             {}
+             world app {{ import acme:widgets/gadget@1.0.0; export wasi:http/incoming-handler@0.2.9; }}",
+            http_package("0.2.9")
         ),
     );
     let err = fails(&["plan", "app.wasm"], dir.path());
     assert_eq!(
         err.trim_end(),
         "error: no backend serves the import acme:widgets/gadget@1.0.0; supported packages: \
-         wasi:config, wasi:http, wasi:keyvalue, wasi:io/cli/clocks/random/filesystem/sockets (0.2)"
+         wasi:blobstore, wasi:config, wasi:http, wasi:keyvalue, wasi:messaging, wasi:sql, \
+         wasi:io/cli/clocks/random/filesystem/sockets (0.2)"
     );
 }
 
@@ -157,8 +193,9 @@ fn a_known_interface_at_an_unsupported_version() {
         &format!(
             "package test:app;
              package wasi:keyvalue@0.1.0 {{ interface store {{ get: func(k: string) -> u32; }} }}
-             {HTTP_EXPORT}
-             world app {{ import wasi:keyvalue/store@0.1.0; export wasi:http/incoming-handler@0.2.9; }}"
+             {}
+             world app {{ import wasi:keyvalue/store@0.1.0; export wasi:http/incoming-handler@0.2.9; }}",
+            http_package("0.2.9")
         ),
     );
     let err = fails(&["plan", "app.wasm"], dir.path());
@@ -181,7 +218,8 @@ fn a_component_with_nothing_to_serve() {
     assert_eq!(
         err.trim_end(),
         "error: the component exports nothing qwasr can run (it exports test:app/api); \
-         a service must export one of: wasi:http/incoming-handler@0.2.x"
+         a service must export one of: wasi:http/incoming-handler@0.2.x, \
+         wasi:messaging/incoming-handler@0.2.0-draft"
     );
 }
 
@@ -387,10 +425,12 @@ fn plan_shows_keyvalue_on_the_embedded_default_and_http_served() {
         &root(),
     );
     assert!(out.contains(
-        "wasi:keyvalue/store@0.2.0-draft              keyvalue via qwasr-wasi-keyvalue, backend embedded (set in examples/counter/qwasr.toml:7:12)"
+        "wasi:keyvalue/store@0.2.0-draft              sync     keyvalue via qwasr-wasi-keyvalue, backend embedded (set in examples/counter/qwasr.toml:7:12)"
     ), "{out}");
     assert!(
-        out.contains("wasi:http/incoming-handler@0.2.12            served by the http server"),
+        out.contains(
+            "wasi:http/incoming-handler@0.2.12            sync     served by the http server"
+        ),
         "{out}"
     );
     let hello = succeeds(&["plan", "examples/hello-http/app.wasm"], &root());
@@ -410,17 +450,26 @@ fn other_patch_versions_of_wasi_http_plan() {
             "app.wasm",
             &format!(
                 "package test:app;
-                 package wasi:http@{v} {{
-                   interface types {{ type t = u32; }}
-                   interface incoming-handler {{ use types.{{t}}; handle: func(x: t); }}
-                 }}
-                 world app {{ export wasi:http/incoming-handler@{v}; }}"
+                 {}
+                 world app {{ export wasi:http/incoming-handler@{v}; }}",
+                // 0.2.12 is the repository's own, loaded by `fixture`.
+                if v == "0.2.12" {
+                    String::new()
+                } else {
+                    http_package(v)
+                }
             ),
         );
         let out = succeeds(&["plan", "app.wasm", "--json"], dir.path());
         let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(plan["servers"][0]["name"], "http", "{v}: {out}");
-        assert_eq!(plan["imports"][0]["backend"], "embedded", "{v}: {out}");
+        let http = plan["imports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["interface"] == "http")
+            .unwrap();
+        assert_eq!(http["backend"], "embedded", "{v}: {out}");
     }
 }
 
@@ -430,12 +479,7 @@ fn outgoing_http_is_linked_only_into_apps_that_import_it() {
     let wit = |imports: &str| {
         format!(
             "package test:app;
-             package wasi:http@0.2.3 {{
-               interface types {{ type t = u32; }}
-               interface outgoing-handler {{ use types.{{t}}; handle: func(x: t); }}
-               interface incoming-handler {{ use types.{{t}}; handle: func(x: t); }}
-             }}
-             world app {{ {imports} export wasi:http/incoming-handler@0.2.3; }}"
+             world app {{ {imports} export wasi:http/incoming-handler@0.2.12; }}"
         )
     };
     let dependency = |wasm: &str| {
@@ -455,13 +499,202 @@ fn outgoing_http_is_linked_only_into_apps_that_import_it() {
     fixture(
         dir.path(),
         "client.wasm",
-        &wit("import wasi:http/outgoing-handler@0.2.3;"),
+        &wit("import wasi:http/outgoing-handler@0.2.12;"),
     );
-    assert!(!dependency("server.wasm").contains("features"));
+    assert!(!dependency("server.wasm").contains("features = ["));
     assert!(
         dependency("client.wasm").contains(r#"features = ["outgoing"]"#),
         "{}",
         dependency("client.wasm")
+    );
+}
+
+const SPIN_KV: &str = "wit/flavours/keyvalue-0.2.0-draft2.spin-variant";
+
+/// A guest built against Spin's draft2 (batch.get-many returns one
+/// `tuple<key, option<value>>` per key) gets Spin's flavour; the proposal's
+/// would link-fail at start-up.
+#[test]
+fn the_flavour_whose_types_match_is_chosen() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = "package test:app;
+        world app {
+          import wasi:keyvalue/store@0.2.0-draft2;
+          import wasi:keyvalue/batch@0.2.0-draft2;
+          export wasi:http/incoming-handler@0.2.12;
+        }";
+    fixture_with(dir.path(), "spin.wasm", &[SPIN_KV], world);
+    fixture_with(
+        dir.path(),
+        "proposal.wasm",
+        &["wit/deps/keyvalue-0.2.0-draft2"],
+        world,
+    );
+    let plan = |wasm: &str| -> serde_json::Value {
+        serde_json::from_str(&succeeds(&["plan", wasm, "--json"], dir.path())).unwrap()
+    };
+    let flavour_of = |plan: &serde_json::Value, import: &str| {
+        plan["imports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["import"] == import)
+            .map(|i| i["flavour"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let spin = plan("spin.wasm");
+    assert_eq!(
+        flavour_of(&spin, "wasi:keyvalue/batch@0.2.0-draft2"),
+        "spin"
+    );
+    assert_eq!(
+        flavour_of(&spin, "wasi:keyvalue/store@0.2.0-draft2"),
+        "spin"
+    );
+    let keyvalue = |plan: &serde_json::Value| {
+        plan["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["interface"] == "keyvalue")
+            .unwrap()["features"]
+            .clone()
+    };
+    assert_eq!(keyvalue(&spin), serde_json::json!(["draft2-spin"]));
+    let proposal = plan("proposal.wasm");
+    assert_eq!(
+        flavour_of(&proposal, "wasi:keyvalue/batch@0.2.0-draft2"),
+        "sync"
+    );
+    assert_eq!(keyvalue(&proposal), serde_json::json!(["draft2"]));
+    let text = succeeds(&["plan", "spin.wasm"], dir.path());
+    assert!(
+        text.contains(
+            "wasi:keyvalue/batch@0.2.0-draft2             spin     keyvalue via qwasr-wasi-keyvalue"
+        ),
+        "{text}"
+    );
+}
+
+/// An import whose types match no flavour is refused at plan time, naming
+/// the function and what differs from each flavour, instead of building a
+/// runtime that fails to link.
+#[test]
+fn an_import_whose_types_match_no_flavour_names_the_function() {
+    let dir = tempfile::tempdir().unwrap();
+    // Spin's batch with get-many altered: values as strings.
+    let altered = std::fs::read_to_string(root().join(SPIN_KV).join("batch.wit"))
+        .unwrap()
+        .replace(
+            "list<tuple<string, option<list<u8>>>>",
+            "list<tuple<string, option<string>>>",
+        );
+    let mut world = String::from("package wasi:keyvalue@0.2.0-draft2;\n");
+    for f in ["store.wit", "atomic.wit", "watch.wit"] {
+        let text = std::fs::read_to_string(root().join(SPIN_KV).join(f)).unwrap();
+        world.push_str(&text.replace("package wasi:keyvalue@0.2.0-draft2;", ""));
+        world.push('\n');
+    }
+    world.push_str(&altered.replace("package wasi:keyvalue@0.2.0-draft2;", ""));
+    let altered_dir = dir.path().join("altered");
+    std::fs::create_dir(&altered_dir).unwrap();
+    std::fs::write(altered_dir.join("kv.wit"), world).unwrap();
+    fixture_with(
+        dir.path(),
+        "app.wasm",
+        &[altered_dir.to_str().unwrap()],
+        "package test:app;
+         world app {
+           import wasi:keyvalue/batch@0.2.0-draft2;
+           export wasi:http/incoming-handler@0.2.12;
+         }",
+    );
+    let err = fails(&["plan", "app.wasm"], dir.path());
+    assert_eq!(
+        err.trim_end(),
+        "error: wasi:keyvalue/batch@0.2.0-draft2 matches none of the flavours qwasr binds for wasi:keyvalue@0.2.0-draft2:
+      sync (qwasr-wasi-keyvalue): wasi:keyvalue/batch@0.2.0-draft2: function `get-many`: result: the component has `result<list<tuple<string, option<string>>>, error>` where the host has `result<list<option<tuple<string, list<u8>>>>, error>`
+      spin (qwasr-wasi-keyvalue): wasi:keyvalue/batch@0.2.0-draft2: function `get-many`: result: the component has `result<list<tuple<string, option<string>>>, error>` where the host has `result<list<tuple<string, option<list<u8>>>>, error>`
+    build the guest against one of those"
+    );
+    // Nothing was generated.
+    let out = dir.path().join("out");
+    fails(
+        &["generate", "app.wasm", "--out", out.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn grants_topics_and_limits_of_the_manifest_show_in_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture_with(
+        dir.path(),
+        "app.wasm",
+        &["wit/deps/keyvalue-0.2.0-draft2"],
+        "package test:app;
+         world app {
+           import wasi:keyvalue/store@0.2.0-draft2;
+           export wasi:http/incoming-handler@0.2.12;
+         }",
+    );
+    std::fs::write(
+        dir.path().join("qwasr.toml"),
+        "[keyvalue]\nbuckets = [\"default\", \"cache\"]\n\n[sql]\ndatabases = [\"x\"]\n",
+    )
+    .unwrap();
+    let out = succeeds(&["plan", "app.wasm"], dir.path());
+    assert!(
+        out.contains("names the guest may open:\n  keyvalue buckets: default, cache\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "note: qwasr.toml:5:1: [sql] databases is set, but the component does not use wasi:sql; ignored"
+        ),
+        "{out}"
+    );
+    let plan: serde_json::Value =
+        serde_json::from_str(&succeeds(&["plan", "app.wasm", "--json"], dir.path())).unwrap();
+    assert_eq!(
+        plan["names"],
+        serde_json::json!([{"interface": "keyvalue", "key": "buckets", "names": ["default", "cache"]}])
+    );
+
+    std::fs::write(
+        dir.path().join("qwasr.toml"),
+        "[messaging]\ntopics = [\"orders\", \"audit.*.>\", \"bad..topic\"]\n",
+    )
+    .unwrap();
+    let err = fails(&["plan", "app.wasm"], dir.path());
+    assert_eq!(
+        err.trim_end(),
+        "error: qwasr.toml:2:34: [messaging] topics: invalid topic pattern `bad..topic`: token 2 is empty; \
+         a pattern is tokens separated by `.`, where `*` matches exactly one token and `>`, \
+         only as the last token, one or more"
+    );
+    std::fs::write(
+        dir.path().join("qwasr.toml"),
+        "[messaging]\ntopics = [\"audit.>.x\"]\n",
+    )
+    .unwrap();
+    let err = fails(&["plan", "app.wasm"], dir.path());
+    assert_eq!(
+        err.trim_end(),
+        "error: qwasr.toml:2:11: [messaging] topics: invalid topic pattern `audit.>.x`: `>` must be the last token; \
+         a pattern is tokens separated by `.`, where `*` matches exactly one token and `>`, \
+         only as the last token, one or more"
+    );
+    std::fs::write(
+        dir.path().join("qwasr.toml"),
+        "[messaging]\nmax-message-size = \"lots\"\n",
+    )
+    .unwrap();
+    let err = fails(&["plan", "app.wasm"], dir.path());
+    assert_eq!(
+        err.trim_end(),
+        "error: qwasr.toml:2:20: [messaging] max-message-size: `lots` is not a size; write e.g. \"64MiB\""
     );
 }
 
@@ -534,209 +767,8 @@ fn golden_hello_http() {
     golden("hello-http");
 }
 
-// ---------------------------------------------------------------- end to end
-
-struct Runtime {
-    child: Child,
-    addr: String,
-}
-
-impl Runtime {
-    fn start(bin: &Path, extra_env: &[(&str, &str)]) -> Runtime {
-        Self::start_with_args(bin, &[], extra_env)
-    }
-
-    fn start_with_args(bin: &Path, args: &[&str], extra_env: &[(&str, &str)]) -> Runtime {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = Command::new(bin)
-            .args(args)
-            .env("HTTP_ADDR", &addr)
-            .envs(extra_env.iter().copied())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start runtime");
-        let mut rt = Runtime { child, addr };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while TcpStream::connect(&rt.addr).is_err() {
-            if let Ok(Some(status)) = rt.child.try_wait() {
-                panic!("runtime exited before listening: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "runtime did not listen on {}",
-                rt.addr
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        rt
-    }
-
-    /// GET `path`; returns (status, body).
-    fn get(&self, path: &str) -> (u16, String) {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, body.to_string())
-    }
-
-    /// SIGTERM, then the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "runtime ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn build(args: &[&str]) -> (PathBuf, Duration) {
-    let started = Instant::now();
-    let target = root().join("target/qwasr-apps");
-    let mut full = vec!["build"];
-    full.extend_from_slice(args);
-    let out = Command::new(BIN)
-        .args(&full)
-        .current_dir(root())
-        .env("QWASR_TARGET_DIR", &target)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "qwasr-gen build {args:?} failed");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let bin = PathBuf::from(stdout.trim());
-    assert!(
-        bin.is_file(),
-        "build printed {stdout:?}, which is not a file"
-    );
-    (bin, started.elapsed())
-}
-
-/// One test, so the apps build one after another in one shared target directory.
+/// Two servers in one runtime: HTTP and the messaging subscriber.
 #[test]
-fn end_to_end_counter_hello_draft2_and_python() {
-    let (counter, first) = build(&["--manifest", "examples/counter/qwasr.toml"]);
-    let rt = Runtime::start(&counter, &[]);
-    assert_eq!(rt.get("/"), (200, "1\n".to_string()));
-    assert_eq!(rt.get("/"), (200, "2\n".to_string()));
-    assert_eq!(rt.get("/other"), (200, "1\n".to_string()));
-    assert_eq!(rt.stop().code(), Some(0), "SIGTERM exits 0");
-
-    // wasi:config from the environment picks another bucket: counting starts again.
-    let rt = Runtime::start(&counter, &[("QWASR_CONFIG_BUCKET", "elsewhere")]);
-    assert_eq!(rt.get("/"), (200, "1\n".to_string()));
-    drop(rt);
-
-    let (hello, second) = build(&[
-        "examples/hello-http/app.wasm",
-        "--manifest",
-        "examples/hello-http/qwasr.toml",
-    ]);
-    eprintln!("first build {first:?}, second app {second:?}");
-    let rt = Runtime::start(&hello, &[]);
-    assert_eq!(
-        rt.get("/hi?x=1"),
-        (200, "Hello from qwasr! You asked for /hi?x=1\n".to_string())
-    );
-    drop(rt);
-
-    // Limits: a request over its deadline or memory gets a 500; the next is fine.
-    let (limits, _) = build(&["--manifest", "examples/limits/qwasr.toml"]);
-    let rt = Runtime::start(&limits, &[]);
-    let started = Instant::now();
-    assert_eq!(rt.get("/spin").0, 500);
-    let spun = started.elapsed();
-    assert!(
-        spun >= Duration::from_millis(900) && spun < Duration::from_secs(10),
-        "deadline took {spun:?}"
-    );
-    assert_eq!(rt.get("/"), (200, "fine\n".to_string()));
-    assert_eq!(rt.get("/grow?mb=64").0, 500);
-    assert_eq!(
-        rt.get("/grow?mb=4"),
-        (200, "grew 4 MiB (1024 pages)\n".to_string())
-    );
-    drop(rt);
-
-    // A development runtime compiles WebAssembly at start-up, and runs another
-    // .wasm given on its command line.
-    let jit_out = root().join("target/qwasr-apps/hello-jit");
-    let (jit, _) = build(&[
-        "--manifest",
-        "examples/hello-http/qwasr.toml",
-        "--jit",
-        "-o",
-        jit_out.to_str().unwrap(),
-    ]);
-    let rt = Runtime::start(&jit, &[]);
-    assert_eq!(
-        rt.get("/j"),
-        (200, "Hello from qwasr! You asked for /j\n".to_string())
-    );
-    drop(rt);
-    let limits_wasm = root().join("examples/limits/app.wasm");
-    let rt = Runtime::start_with_args(&jit, &["--component", limits_wasm.to_str().unwrap()], &[]);
-    assert_eq!(rt.get("/"), (200, "fine\n".to_string()));
-    drop(rt);
-
-    // The same counter against wasi:keyvalue@0.2.0-draft2, with -o.
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("counter2");
-    let (bin, _) = build(&[
-        "examples/counter/app-draft2.wasm",
-        "--manifest",
-        "examples/counter/qwasr.toml",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(bin, out);
-    let rt = Runtime::start(&bin, &[]);
-    assert_eq!(rt.get("/"), (200, "1\n".to_string()));
-    assert_eq!(rt.get("/"), (200, "2\n".to_string()));
-
-    drop(rt);
-
-    // A component from another toolchain: CPython via componentize-py, ~25
-    // standard WASI imports at mixed 0.2.x versions, nothing granted.
-    let py = root().join("examples/hello-python/app.wasm");
-    assert!(
-        py.is_file(),
-        "{} is missing: run scripts/build-examples.sh",
-        py.display()
-    );
-    let (bin, _) = build(&["--manifest", "examples/hello-python/qwasr.toml"]);
-    let rt = Runtime::start(&bin, &[("QWASR_TEST_SECRET", "hidden")]);
-    assert_eq!(
-        rt.get("/py"),
-        (
-            200,
-            "Hello from Python on qwasr! You asked for /py\n".to_string()
-        )
-    );
-    assert_eq!(
-        rt.get("/env"),
-        (200, "\n".to_string()),
-        "the guest sees no host environment"
-    );
+fn golden_messaging() {
+    golden("messaging");
 }

@@ -1,0 +1,489 @@
+//! `wasi:sql@0.2.0-draft` for qwasr runtimes: `connection.open`,
+//! `statement.prepare`, `readwrite.query` and `readwrite.exec`, over one
+//! backend trait, [`Backend`].
+//!
+//! Two different WIT texts are published under that same name and version,
+//! and a guest imports one or the other; each is a thin binding module behind
+//! its own cargo feature (one runtime never links both):
+//!
+//! - `sync` (default): Qwasr's flavour. A row is `{index, fields: list<field>}`
+//!   where `index` is the row's position as a decimal string; every
+//!   `data-type` case carries an `option`, and `none` is SQL NULL;
+//!   parameters are `list<data-type>`.
+//! - `proposal`: the wasi-sql proposal's text. Its `row` record holds one
+//!   `{field-name, value}` pair, so a result is returned as every field of
+//!   every result row, one `row` item each, row after row and in column order
+//!   within a row (a query of 3 columns returning 2 rows gives 6 items).
+//!   `data-type` has a `null` case. Its parameters are `list<string>`; each
+//!   is bound as text, and the database converts it where the column asks for
+//!   it (SQLite's type affinity: `'42'` stored into an `INTEGER` column
+//!   becomes the integer 42).
+//!
+//! # Parameters
+//!
+//! Statements use PostgreSQL-style positional parameters on every backend:
+//! `$1`, `$2`, … bind the first, second, … value of the statement's
+//! parameter list, in any order and any number of times
+//! (`SELECT $2, $1, $2`). The SQLite backend also takes SQLite's own `?` and
+//! `?NNN`. A statement given more or fewer values than it has parameters is
+//! an error saying how many it takes.
+//!
+//! # Errors
+//!
+//! Everything a statement can get wrong (syntax, a missing table, a UNIQUE,
+//! NOT NULL, CHECK or FOREIGN KEY violation, a bad parameter) comes back as
+//! the interface's `error` resource; its `trace()` is what was being done
+//! followed by the database's own message, e.g.
+//! ``running `INSERT INTO t VALUES ($1)`: UNIQUE constraint failed: t.id``.
+//! Only a bad resource handle traps the guest.
+//!
+//! # Grants
+//!
+//! With `[sql] databases = [...]` in `qwasr.toml`, `connection.open` of any
+//! other name returns an error whose trace is
+//! ``database `<name>` is not granted: add it to [sql] databases in qwasr.toml``.
+//!
+//! # The embedded default
+//!
+//! [`embedded`] keeps one SQLite database file per connection name under
+//! `<data dir>/sql`, in WAL mode with `synchronous=FULL`: an `exec` that
+//! commits returns only after the commit is fsynced. Statements run on
+//! blocking threads, so a slow query never holds up other requests; see the
+//! module for the type mapping, pooling and file names.
+
+#![deny(missing_docs)]
+
+pub mod embedded;
+#[cfg(feature = "proposal")]
+mod proposal;
+#[cfg(feature = "sync")]
+mod sync;
+
+use anyhow::Result;
+use qwasr_kernel::{BackendConfig, View};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use wasmtime::component::Linker;
+
+/// A boxed future, as the backend traits return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// A value bound to a parameter or read from a result, neutral of any WIT
+/// flavour and of any database.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// A 32-bit signed integer.
+    Int32(i32),
+    /// A 64-bit signed integer.
+    Int64(i64),
+    /// A 32-bit unsigned integer.
+    Uint32(u32),
+    /// A 64-bit unsigned integer; backends that store signed 64-bit integers
+    /// refuse values above `i64::MAX` rather than wrap them.
+    Uint64(u64),
+    /// A single-precision float.
+    Float(f32),
+    /// A double-precision float.
+    Double(f64),
+    /// Text.
+    Str(String),
+    /// A boolean.
+    Boolean(bool),
+    /// A date as ISO 8601 text (`2024-05-17`).
+    Date(String),
+    /// A time of day as ISO 8601 text (`13:45:00`, `13:45:00.123`).
+    Time(String),
+    /// A date and time as ISO 8601 text (`2024-05-17T13:45:00Z`,
+    /// `2024-05-17 13:45:00`).
+    Timestamp(String),
+    /// Bytes.
+    Binary(Vec<u8>),
+}
+
+/// The type of a [`Value`] without its payload: what a column is declared as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// [`Value::Int32`].
+    Int32,
+    /// [`Value::Int64`].
+    Int64,
+    /// [`Value::Uint32`].
+    Uint32,
+    /// [`Value::Uint64`].
+    Uint64,
+    /// [`Value::Float`].
+    Float,
+    /// [`Value::Double`].
+    Double,
+    /// [`Value::Str`].
+    Str,
+    /// [`Value::Boolean`].
+    Boolean,
+    /// [`Value::Date`].
+    Date,
+    /// [`Value::Time`].
+    Time,
+    /// [`Value::Timestamp`].
+    Timestamp,
+    /// [`Value::Binary`].
+    Binary,
+}
+
+impl Value {
+    /// The value's type; `None` for [`Value::Null`].
+    pub fn kind(&self) -> Option<Kind> {
+        Some(match self {
+            Value::Null => return None,
+            Value::Int32(_) => Kind::Int32,
+            Value::Int64(_) => Kind::Int64,
+            Value::Uint32(_) => Kind::Uint32,
+            Value::Uint64(_) => Kind::Uint64,
+            Value::Float(_) => Kind::Float,
+            Value::Double(_) => Kind::Double,
+            Value::Str(_) => Kind::Str,
+            Value::Boolean(_) => Kind::Boolean,
+            Value::Date(_) => Kind::Date,
+            Value::Time(_) => Kind::Time,
+            Value::Timestamp(_) => Kind::Timestamp,
+            Value::Binary(_) => Kind::Binary,
+        })
+    }
+}
+
+/// One column of a result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// The column's name as the statement gives it (`id`, `count(*)`, an alias).
+    pub name: String,
+    /// The type the column is declared with, if the backend knows one; it
+    /// types the column's NULLs for flavours whose NULLs carry a type.
+    pub kind: Option<Kind>,
+}
+
+/// The result of a query: its columns and its rows, each row one value per
+/// column, in column order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rows {
+    /// The result's columns.
+    pub columns: Vec<Column>,
+    /// The rows, in the order the database returned them.
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl Rows {
+    /// Each row as `(column name, value)` pairs.
+    pub fn named(&self) -> impl Iterator<Item = Vec<(&str, &Value)>> + '_ {
+        self.rows.iter().map(|row| {
+            self.columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .zip(row.iter())
+                .collect()
+        })
+    }
+}
+
+/// What a SQL backend implements: opening a database by name.
+///
+/// Statements are written with positional parameters `$1`, `$2`, … (see the
+/// crate docs); a backend whose database spells them differently rewrites
+/// them itself. Errors become the guest's `error` resource with the error's
+/// full chain (`{:#}`) as its trace, so say what was being done.
+pub trait Backend: Send + Sync + 'static {
+    /// Opens database `name` for one guest connection. Grants are checked
+    /// before this is called; the backend decides which names exist.
+    fn open<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Arc<dyn Session>>;
+}
+
+/// One guest connection to one database.
+///
+/// Calls on a session run one after another on the same underlying database
+/// connection, so a transaction begun with `exec("BEGIN")` covers the
+/// session's later statements until `COMMIT` or `ROLLBACK`; a session
+/// dropped inside a transaction rolls it back. A future dropped before it
+/// completes should cancel its statement.
+pub trait Session: Send + Sync + 'static {
+    /// Runs `sql` with `params` bound to `$1`, `$2`, … and returns its rows.
+    fn query<'a>(&'a self, sql: &'a str, params: &'a [Value]) -> BoxFuture<'a, Rows>;
+    /// Runs `sql` with `params` bound to `$1`, `$2`, … and returns the
+    /// number of rows it inserted, updated or deleted (0 for other
+    /// statements). Returns once the change is as durable as the backend
+    /// promises.
+    fn exec<'a>(&'a self, sql: &'a str, params: &'a [Value]) -> BoxFuture<'a, u64>;
+}
+
+/// Per-store `wasi:sql` state: the backend and the names the guest may open,
+/// shared by every request.
+#[derive(Clone)]
+pub struct Ctx {
+    backend: Arc<dyn Backend>,
+    names: Option<&'static [&'static str]>,
+}
+
+impl Ctx {
+    /// A context over `backend`, granting the names `cfg` allows
+    /// (`[sql] databases`).
+    pub fn new(backend: impl Backend, cfg: &BackendConfig) -> Ctx {
+        Ctx {
+            backend: Arc::new(backend),
+            names: cfg.names(),
+        }
+    }
+
+    /// Whether the guest may open database `name`.
+    fn allows(&self, name: &str) -> bool {
+        self.names.is_none_or(|names| names.contains(&name))
+    }
+}
+
+/// An open connection, as the guest holds it.
+pub struct Connection {
+    session: Arc<dyn Session>,
+}
+
+/// A prepared statement, as the guest holds it: the SQL and its parameters,
+/// run by `query` or `exec` (as often as the guest likes).
+pub struct Statement {
+    sql: String,
+    params: Vec<Value>,
+}
+
+/// An error, as the guest holds it.
+pub struct Error {
+    trace: String,
+}
+
+/// Adds every compiled-in flavour of `wasi:sql@0.2.0-draft` (`types` and
+/// `readwrite`) to the linker: `sync` or `proposal`, never both in one
+/// runtime since they share a name and version.
+pub fn add_to_linker<T: View<Ctx> + 'static>(linker: &mut Linker<T>) -> Result<()> {
+    #[cfg(feature = "sync")]
+    sync::add_to_linker(linker)?;
+    #[cfg(feature = "proposal")]
+    proposal::add_to_linker(linker)?;
+    let _ = linker;
+    Ok(())
+}
+
+#[cfg(any(feature = "sync", feature = "proposal"))]
+struct HasSql;
+
+#[cfg(any(feature = "sync", feature = "proposal"))]
+impl wasmtime::component::HasData for HasSql {
+    type Data<'a> = qwasr_kernel::CtxView<'a, Ctx>;
+}
+
+#[cfg(any(feature = "sync", feature = "proposal"))]
+fn view<T: View<Ctx>>(t: &mut T) -> qwasr_kernel::CtxView<'_, Ctx> {
+    t.view()
+}
+
+/// What both flavours share. The outer `Result` traps the guest (a bad
+/// resource handle); the inner one is the guest's `error` resource.
+#[cfg_attr(not(any(feature = "sync", feature = "proposal")), allow(dead_code))]
+mod ops {
+    use super::{Connection, Ctx, Error, Rows, Statement, Value};
+    use anyhow::Result;
+    use qwasr_kernel::CtxView;
+    use wasmtime::component::Resource;
+
+    pub(crate) type Op<T> = Result<Result<T, Resource<Error>>>;
+
+    /// Hands `trace` to the guest as an `error` resource.
+    fn fail<T>(v: &mut CtxView<'_, Ctx>, trace: String) -> Op<T> {
+        Ok(Err(v.table.push(Error { trace })?))
+    }
+
+    pub(crate) async fn open(v: &mut CtxView<'_, Ctx>, name: String) -> Op<Resource<Connection>> {
+        if !v.ctx.allows(&name) {
+            return fail(
+                v,
+                format!(
+                    "database `{}` is not granted: add it to [sql] databases in qwasr.toml",
+                    name.escape_debug()
+                ),
+            );
+        }
+        match v.ctx.backend.open(&name).await {
+            Ok(session) => Ok(Ok(v.table.push(Connection { session })?)),
+            Err(e) => fail(v, format!("{e:#}")),
+        }
+    }
+
+    pub(crate) fn prepare(
+        v: &mut CtxView<'_, Ctx>,
+        sql: String,
+        params: Vec<Value>,
+    ) -> Op<Resource<Statement>> {
+        Ok(Ok(v.table.push(Statement { sql, params })?))
+    }
+
+    pub(crate) async fn query(
+        v: &mut CtxView<'_, Ctx>,
+        c: &Resource<Connection>,
+        q: &Resource<Statement>,
+    ) -> Op<Rows> {
+        let session = v.table.get(c)?.session.clone();
+        let st = v.table.get(q)?;
+        let result = session.query(&st.sql, &st.params).await;
+        match result {
+            Ok(rows) => Ok(Ok(rows)),
+            Err(e) => fail(v, format!("{e:#}")),
+        }
+    }
+
+    pub(crate) async fn exec(
+        v: &mut CtxView<'_, Ctx>,
+        c: &Resource<Connection>,
+        q: &Resource<Statement>,
+    ) -> Op<u32> {
+        let session = v.table.get(c)?.session.clone();
+        let st = v.table.get(q)?;
+        let result = session.exec(&st.sql, &st.params).await;
+        match result {
+            // The WIT counts in u32; more changed rows than that is reported as u32::MAX.
+            Ok(n) => Ok(Ok(u32::try_from(n).unwrap_or(u32::MAX))),
+            Err(e) => fail(v, format!("{e:#}")),
+        }
+    }
+
+    pub(crate) fn trace(v: &mut CtxView<'_, Ctx>, e: &Resource<Error>) -> Result<String> {
+        Ok(v.table.get(e)?.trace.clone())
+    }
+
+    pub(crate) fn drop_connection(v: &mut CtxView<'_, Ctx>, c: Resource<Connection>) -> Result<()> {
+        v.table.delete(c)?;
+        Ok(())
+    }
+
+    pub(crate) fn drop_statement(v: &mut CtxView<'_, Ctx>, s: Resource<Statement>) -> Result<()> {
+        v.table.delete(s)?;
+        Ok(())
+    }
+
+    pub(crate) fn drop_error(v: &mut CtxView<'_, Ctx>, e: Resource<Error>) -> Result<()> {
+        v.table.delete(e)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qwasr_kernel::{App, BackendConfig, Code, CtxView, Grants, Limits, Messaging};
+    use wasmtime::component::{Resource, ResourceTable};
+
+    /// A context on SQLite in `dir`, granting `names`.
+    pub(crate) fn ctx(dir: &std::path::Path, names: Option<&'static [&'static str]>) -> Ctx {
+        Ctx {
+            backend: Arc::new(embedded::Sqlite::new(dir)),
+            names,
+        }
+    }
+
+    /// The trace of a returned error, or the value.
+    pub(crate) fn ok<T>(v: &mut CtxView<'_, Ctx>, r: ops::Op<T>) -> Result<T, String> {
+        match r.expect("no trap") {
+            Ok(t) => Ok(t),
+            Err(e) => Err(ops::trace(v, &e).expect("error handle")),
+        }
+    }
+
+    fn config(dir: &std::path::Path, names: &'static [&'static str]) -> BackendConfig {
+        let sql: &'static [(&'static str, &'static [&'static str])] =
+            Box::leak(Box::new([("sql", names)]));
+        let app: &'static App = Box::leak(Box::new(App {
+            name: "test",
+            generator: "test",
+            component: Code::Wasm(&[]),
+            serves: &[],
+            limits: Limits::DEFAULT,
+            grants: Grants::default(),
+            http_addr: "127.0.0.1:0",
+            outgoing: &[],
+            data_dir: None,
+            names: sql,
+            messaging: Messaging::DEFAULT,
+        }));
+        BackendConfig {
+            data_root: dir.to_path_buf(),
+            app,
+            interface: "sql",
+            backend: "embedded",
+            options: vec![],
+            overrides: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn only_granted_databases_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = embedded::connect(&config(dir.path(), &["orders"]))
+            .await
+            .unwrap();
+        let mut table = ResourceTable::new();
+        let v = &mut CtxView {
+            ctx: &mut ctx,
+            table: &mut table,
+        };
+        let c = ops::open(v, "orders".into()).await;
+        assert!(ok(v, c).is_ok());
+        let denied = ops::open(v, "users".into()).await;
+        assert_eq!(
+            ok(v, denied).err().as_deref(),
+            Some("database `users` is not granted: add it to [sql] databases in qwasr.toml")
+        );
+        assert!(dir.path().join("sql/n-orders.db").exists());
+        assert!(!dir.path().join("sql/n-users.db").exists());
+    }
+
+    #[tokio::test]
+    async fn embedded_takes_no_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path(), &[]);
+        cfg.options.push(("pool-size".into(), "4".into()));
+        let e = embedded::connect(&cfg).await.err().map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("the embedded sql backend takes no options, but `pool-size` was given")
+        );
+    }
+
+    #[tokio::test]
+    async fn statements_run_again_and_bad_handles_trap() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = ctx(dir.path(), None);
+        let mut table = ResourceTable::new();
+        let v = &mut CtxView {
+            ctx: &mut ctx,
+            table: &mut table,
+        };
+        let c = ops::open(v, "db".into()).await;
+        let c = ok(v, c).unwrap();
+        let create = ops::prepare(v, "CREATE TABLE t(x)".into(), vec![]);
+        let create = ok(v, create).unwrap();
+        let r = ops::exec(v, &c, &create).await;
+        assert_eq!(ok(v, r), Ok(0));
+        let insert = ops::prepare(v, "INSERT INTO t VALUES ($1)".into(), vec![Value::Int64(1)]);
+        let insert = ok(v, insert).unwrap();
+        for _ in 0..3 {
+            let r = ops::exec(v, &c, &insert).await;
+            assert_eq!(ok(v, r), Ok(1));
+        }
+        let count = ops::prepare(v, "SELECT count(*) AS n FROM t".into(), vec![]);
+        let count = ok(v, count).unwrap();
+        let r = ops::query(v, &c, &count).await;
+        let rows = ok(v, r).unwrap();
+        assert_eq!(
+            rows.named().collect::<Vec<_>>(),
+            [[("n", &Value::Int64(3))]]
+        );
+
+        let stale: Resource<Connection> = Resource::new_own(c.rep() + 100);
+        assert!(ops::query(v, &stale, &count).await.is_err());
+        ops::drop_connection(v, c).unwrap();
+    }
+}

@@ -1,0 +1,128 @@
+//! End to end: the examples' runtimes built and driven over HTTP.
+
+use super::*;
+use runtime::{Runtime, build};
+
+/// One test, so the apps build one after another in one shared target directory.
+#[test]
+fn end_to_end_counter_hello_draft2_and_python() {
+    let (counter, first) = build(&["--manifest", "examples/counter/qwasr.toml"]);
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().to_str().unwrap();
+    let rt = Runtime::start(&counter, &[("QWASR_DATA_DIR", data)]);
+    assert_eq!(rt.get("/"), (200, "1\n".to_string()));
+    assert_eq!(rt.get("/"), (200, "2\n".to_string()));
+    assert_eq!(rt.get("/other"), (200, "1\n".to_string()));
+    assert_eq!(rt.stop().code(), Some(0), "SIGTERM exits 0");
+
+    // wasi:config from the environment picks another bucket: counting starts again.
+    let rt = Runtime::start(
+        &counter,
+        &[
+            ("QWASR_CONFIG_BUCKET", "elsewhere"),
+            ("QWASR_DATA_DIR", data),
+        ],
+    );
+    assert_eq!(rt.get("/"), (200, "1\n".to_string()));
+    drop(rt);
+
+    let (hello, second) = build(&[
+        "examples/hello-http/app.wasm",
+        "--manifest",
+        "examples/hello-http/qwasr.toml",
+    ]);
+    eprintln!("first build {first:?}, second app {second:?}");
+    let rt = Runtime::start(&hello, &[]);
+    assert_eq!(
+        rt.get("/hi?x=1"),
+        (200, "Hello from qwasr! You asked for /hi?x=1\n".to_string())
+    );
+    drop(rt);
+
+    // Limits: a request over its deadline or memory gets a 500; the next is fine.
+    let (limits, _) = build(&["--manifest", "examples/limits/qwasr.toml"]);
+    let rt = Runtime::start(&limits, &[]);
+    let started = Instant::now();
+    assert_eq!(rt.get("/spin").0, 500);
+    let spun = started.elapsed();
+    assert!(
+        spun >= Duration::from_millis(900) && spun < Duration::from_secs(10),
+        "deadline took {spun:?}"
+    );
+    assert_eq!(rt.get("/"), (200, "fine\n".to_string()));
+    assert_eq!(rt.get("/grow?mb=64").0, 500);
+    assert_eq!(
+        rt.get("/grow?mb=4"),
+        (200, "grew 4 MiB (1024 pages)\n".to_string())
+    );
+    drop(rt);
+
+    // A development runtime compiles WebAssembly at start-up, and runs another
+    // .wasm given on its command line.
+    let jit_out = root().join("target/qwasr-apps/hello-jit");
+    let (jit, _) = build(&[
+        "--manifest",
+        "examples/hello-http/qwasr.toml",
+        "--jit",
+        "-o",
+        jit_out.to_str().unwrap(),
+    ]);
+    let rt = Runtime::start(&jit, &[]);
+    assert_eq!(
+        rt.get("/j"),
+        (200, "Hello from qwasr! You asked for /j\n".to_string())
+    );
+    drop(rt);
+    let limits_wasm = root().join("examples/limits/app.wasm");
+    let rt = Runtime::start_with_args(&jit, &["--component", limits_wasm.to_str().unwrap()], &[]);
+    assert_eq!(rt.get("/"), (200, "fine\n".to_string()));
+    drop(rt);
+
+    // The same counter against wasi:keyvalue@0.2.0-draft2, with -o.
+    // The in-memory backend by name.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("counter2");
+    let manifest = dir.path().join("qwasr.toml");
+    std::fs::write(
+        &manifest,
+        "[app]\nname = \"counter2\"\n\n[backends]\nkeyvalue = \"memory\"\n",
+    )
+    .unwrap();
+    let (bin, _) = build(&[
+        "examples/counter/app-draft2.wasm",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(bin, out);
+    // In memory, by name: nothing on disk.
+    let rt = Runtime::start(&bin, &[("QWASR_DATA_DIR", "/nonexistent/qwasr")]);
+    assert_eq!(rt.get("/"), (200, "1\n".to_string()));
+    assert_eq!(rt.get("/"), (200, "2\n".to_string()));
+
+    drop(rt);
+
+    // A component from another toolchain: CPython via componentize-py, ~25
+    // standard WASI imports at mixed 0.2.x versions, nothing granted.
+    let py = root().join("examples/hello-python/app.wasm");
+    assert!(
+        py.is_file(),
+        "{} is missing: run scripts/build-examples.sh",
+        py.display()
+    );
+    let (bin, _) = build(&["--manifest", "examples/hello-python/qwasr.toml"]);
+    let rt = Runtime::start(&bin, &[("QWASR_TEST_SECRET", "hidden")]);
+    assert_eq!(
+        rt.get("/py"),
+        (
+            200,
+            "Hello from Python on qwasr! You asked for /py\n".to_string()
+        )
+    );
+    assert_eq!(
+        rt.get("/env"),
+        (200, "\n".to_string()),
+        "the guest sees no host environment"
+    );
+}
