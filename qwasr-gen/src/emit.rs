@@ -51,7 +51,7 @@ pub fn emit(plan: &Plan, component: &[u8], manifest: Option<&Path>, mode: Mode) 
     );
     match mode {
         Mode::Precompiled => {
-            let code = qwasr_kernel::precompile(component, &limits(plan))
+            let code = qwasr_kernel::precompile(component, &limits(plan), plan.concurrency)
                 .with_context(|| format!("cannot precompile `{}`", plan.component.display()))?;
             files.insert(PathBuf::from(PRECOMPILED_FILE), code);
         }
@@ -249,6 +249,7 @@ fn main_rs(plan: &Plan, mode: Mode) -> Result<String> {
     };
     let outgoing = &plan.outgoing;
     let serves = serves(plan);
+    let concurrency = plan.concurrency;
     let data_dir = match &plan.data_dir {
         Some(d) => {
             let d = d.display().to_string();
@@ -298,6 +299,7 @@ fn main_rs(plan: &Plan, mode: Mode) -> Result<String> {
             name: #app,
             generator: #generator,
             component: #component,
+            concurrency: #concurrency,
             serves: &[#(#serves),*],
             limits: #limits,
             grants: Grants { env: &[#(#env),*], dirs: &[#(#dirs),*] },

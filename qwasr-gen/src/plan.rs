@@ -149,6 +149,8 @@ pub struct Plan {
     pub max_message_size: Option<u64>,
     /// Cargo features of the kernel this app needs.
     pub kernel_features: Vec<String>,
+    /// Whether the component uses the component model's async ABI (WASI 0.3).
+    pub concurrency: bool,
     /// Things worth knowing that are not errors.
     pub notes: Vec<String>,
 }
@@ -483,6 +485,7 @@ pub fn plan_with(
         data_dir: manifest.data_dir.clone(),
         topics: manifest.topics.clone(),
         max_message_size: manifest.max_message_size,
+        concurrency: false,
         kernel_features: {
             let mut f: Vec<String> = chosen_flavours
                 .iter()

@@ -49,7 +49,7 @@ impl Kernel {
                 );
             }
         }
-        let engine = Engine::new(&engine_config(&app.limits))
+        let engine = Engine::new(&engine_config(&app.limits, app.concurrency))
             .map_err(anyhow::Error::from)
             .context("setting up the wasmtime engine")?;
         let started = std::time::Instant::now();
@@ -240,7 +240,12 @@ impl Kernel {
 ///
 /// Instances come from a pooling allocator sized by the app's limits:
 /// `instances` live at once, each with at most `memory` bytes per memory.
-pub fn engine_config(limits: &Limits) -> Config {
+///
+/// `concurrency` is the component model's async ABI (WASI 0.3 components):
+/// wasmtime checks it when loading precompiled code, so the generator decides
+/// it per app and both sides use the same value; apps that do not need it
+/// keep it off and pay nothing for it.
+pub fn engine_config(limits: &Limits, concurrency: bool) -> Config {
     let mut pool = PoolingAllocationConfig::default();
     let instances = limits.instances.max(1);
     let memory = usize::try_from(limits.memory).unwrap_or(usize::MAX);
@@ -272,16 +277,17 @@ pub fn engine_config(limits: &Limits) -> Config {
         .signals_based_traps(false)
         .memory_guard_size(0)
         .memory_reservation(limits.memory)
+        .concurrency_support(concurrency)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
 }
 
 /// Compiles a component to the machine code a runtime with these limits loads.
 #[cfg(feature = "compiler")]
-pub fn precompile(wasm: &[u8], limits: &Limits) -> Result<Vec<u8>> {
+pub fn precompile(wasm: &[u8], limits: &Limits, concurrency: bool) -> Result<Vec<u8>> {
     // Compilation needs no instance pool; the pool's settings do not change
     // the code, and the artifact's compatibility check ignores them.
-    let mut config = engine_config(limits);
+    let mut config = engine_config(limits, concurrency);
     config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
     let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
     engine

@@ -54,6 +54,9 @@ pub struct App {
     pub generator: &'static str,
     /// The component, precompiled or as WebAssembly.
     pub component: Code,
+    /// Whether the component uses the component model's async ABI (WASI 0.3):
+    /// the engine then runs with concurrency support (needs the `p3` feature).
+    pub concurrency: bool,
     /// What the runtime serves, one line per server (shown by `--help`).
     pub serves: &'static [&'static str],
     /// Resource limits per request.
@@ -72,6 +75,31 @@ pub struct App {
     pub names: &'static [(&'static str, &'static [&'static str])],
     /// `[messaging]`: what the subscriber listens to.
     pub messaging: Messaging,
+}
+
+impl App {
+    /// An app named `name` running `component` with every other setting at
+    /// its default (as a manifest that sets nothing): for tests and embedders,
+    /// `App { names: ..., ..App::new("t", code) }`.
+    pub const fn new(name: &'static str, component: Code) -> App {
+        App {
+            name,
+            generator: env!("CARGO_PKG_VERSION"),
+            component,
+            concurrency: false,
+            serves: &[],
+            limits: Limits::DEFAULT,
+            grants: Grants {
+                env: &[],
+                dirs: &[],
+            },
+            http_addr: DEFAULT_HTTP_ADDR,
+            outgoing: &[],
+            data_dir: None,
+            names: &[],
+            messaging: Messaging::DEFAULT,
+        }
+    }
 }
 
 /// The manifest's `[messaging]` section.

@@ -227,30 +227,19 @@ mod tests {
     use super::*;
     use crate::CHUNK;
     use bytes::Bytes;
-    use qwasr_kernel::{App, BackendConfig, Code, Grants, Limits, Messaging};
+    use qwasr_kernel::{App, BackendConfig, Code, Limits};
     use wasmtime::component::ResourceTable;
     use wasmtime_wasi::p2::StreamError;
     use wasmtime_wasi::p2::bindings::io::streams::HostOutputStream;
 
     const fn app(names: &'static [(&'static str, &'static [&'static str])], memory: u64) -> App {
         App {
-            name: "test",
-            generator: "test",
-            component: Code::Wasm(&[]),
-            serves: &[],
             limits: Limits {
                 memory,
                 ..Limits::DEFAULT
             },
-            grants: Grants {
-                env: &[],
-                dirs: &[],
-            },
-            http_addr: "127.0.0.1:0",
-            outgoing: &[],
-            data_dir: None,
             names,
-            messaging: Messaging::DEFAULT,
+            ..App::new("test", Code::Wasm(&[]))
         }
     }
 
@@ -853,9 +842,7 @@ mod tests {
 mod guest {
     use crate::Ctx;
     use qwasr_kernel::wasmtime_wasi::{WasiCtxView, WasiView};
-    use qwasr_kernel::{
-        App, Cli, Code, CtxView, Grants, Host, Kernel, KernelCtx, Limits, Messaging, View,
-    };
+    use qwasr_kernel::{App, Cli, Code, CtxView, Host, Kernel, KernelCtx, Limits, View};
 
     /// Stores "hello blobstore" as `c/obj` through the body stream, reads it
     /// back whole through an input stream and bytes 6..=9 with
@@ -984,22 +971,14 @@ mod guest {
     async fn a_guest_writes_and_reads_through_the_kernels_wasi_io() {
         let dir = tempfile::tempdir().unwrap();
         let app: &'static App = Box::leak(Box::new(App {
-            name: "blobstore-test",
-            generator: "test",
-            component: Code::Wasm(component()),
-            serves: &[],
             limits: Limits {
                 instances: 1,
                 ..Limits::DEFAULT
             },
-            grants: Grants::default(),
-            http_addr: "127.0.0.1:0",
-            outgoing: &[],
             data_dir: Some(Box::leak(
                 dir.path().to_str().unwrap().to_string().into_boxed_str(),
             )),
-            names: &[],
-            messaging: Messaging::DEFAULT,
+            ..App::new("blobstore-test", Code::Wasm(component()))
         }));
         let kernel = Kernel::new(app, Cli::default()).unwrap();
         let ctx = crate::embedded::connect(&kernel.backend_config("blobstore", "embedded", &[]))

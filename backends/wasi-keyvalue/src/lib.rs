@@ -576,26 +576,14 @@ mod ops {
 pub(crate) mod testing {
     //! What the tests of every module share: configurations and a context view.
 
-    use qwasr_kernel::{App, BackendConfig, Code, Grants, Limits, Messaging};
+    use qwasr_kernel::{App, BackendConfig, Code};
     use std::path::Path;
     use wasmtime::component::Resource;
 
     const fn app(names: &'static [(&'static str, &'static [&'static str])]) -> App {
         App {
-            name: "test",
-            generator: "test",
-            component: Code::Wasm(&[]),
-            serves: &[],
-            limits: Limits::DEFAULT,
-            grants: Grants {
-                env: &[],
-                dirs: &[],
-            },
-            http_addr: "127.0.0.1:0",
-            outgoing: &[],
-            data_dir: None,
             names,
-            messaging: Messaging::DEFAULT,
+            ..App::new("test", Code::Wasm(&[]))
         }
     }
 

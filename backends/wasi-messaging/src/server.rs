@@ -255,7 +255,7 @@ mod tests {
     use crate::RequestOptions;
     use crate::embedded::Bus;
     use qwasr_kernel::wasmtime_wasi::{WasiCtxView, WasiView};
-    use qwasr_kernel::{App, Cli, Code, CtxView, Grants, Limits, Messaging};
+    use qwasr_kernel::{App, Cli, Code, CtxView, Limits, Messaging};
     use std::time::Duration;
 
     /// A guest that looks at the first byte of each message: `t` traps, `l`
@@ -333,24 +333,16 @@ mod tests {
 
     fn app(component: &'static [u8], topics: &'static [&'static str]) -> &'static App {
         Box::leak(Box::new(App {
-            name: "messaging-test",
-            generator: "test",
-            component: Code::Wasm(component),
-            serves: &[],
             limits: Limits {
                 memory: 1 << 20,
                 timeout: Duration::from_millis(300),
                 instances: 4,
             },
-            grants: Grants::default(),
-            http_addr: "127.0.0.1:0",
-            outgoing: &[],
-            data_dir: None,
-            names: &[],
             messaging: Messaging {
                 topics,
                 max_message_size: 16,
             },
+            ..App::new("messaging-test", Code::Wasm(component))
         }))
     }
 

@@ -373,7 +373,7 @@ mod ops {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use qwasr_kernel::{App, BackendConfig, Code, CtxView, Grants, Limits, Messaging};
+    use qwasr_kernel::{App, BackendConfig, Code, CtxView};
     use wasmtime::component::{Resource, ResourceTable};
 
     /// A context on SQLite in `dir`, granting `names`.
@@ -396,17 +396,8 @@ mod tests {
         let sql: &'static [(&'static str, &'static [&'static str])] =
             Box::leak(Box::new([("sql", names)]));
         let app: &'static App = Box::leak(Box::new(App {
-            name: "test",
-            generator: "test",
-            component: Code::Wasm(&[]),
-            serves: &[],
-            limits: Limits::DEFAULT,
-            grants: Grants::default(),
-            http_addr: "127.0.0.1:0",
-            outgoing: &[],
-            data_dir: None,
             names: sql,
-            messaging: Messaging::DEFAULT,
+            ..App::new("test", Code::Wasm(&[]))
         }));
         BackendConfig {
             data_root: dir.to_path_buf(),
