@@ -18,6 +18,7 @@
 //! imports = ["store", "atomics", "batch"]        # interfaces it links
 //! exports = { "incoming-handler" = "messaging" } # export -> server (the crate's `serve`)
 //! feature = "draft2"                   # cargo feature compiling this flavour's bindings
+//! concurrency = true                   # needs the component model's async ABI (WASI 0.3)
 //! package = "wasi:io"                  # optional: another package than the interface's
 //!
 //! # a backend (in a service crate, or the interface crate's embedded one);
@@ -79,6 +80,9 @@ pub struct Flavour {
     pub exports: Vec<(String, String)>,
     /// Cargo feature that compiles this flavour's bindings.
     pub feature: Option<String>,
+    /// Its host functions need the component model's async ABI (WASI 0.3,
+    /// `async func`): the runtime then runs with concurrency support.
+    pub concurrency: bool,
 }
 
 impl Flavour {
@@ -161,6 +165,8 @@ pub struct Catalog {
     pub kernel: CrateRef,
     /// Standard WASI packages the kernel links.
     pub kernel_flavours: Vec<Flavour>,
+    /// The kernel's cargo feature for apps that need concurrency (WASI 0.3).
+    pub kernel_concurrency_feature: Option<String>,
     /// Interface crates, by name.
     pub interfaces: Vec<Interface>,
     /// Backends, by name.
@@ -214,7 +220,11 @@ impl Catalog {
                 |what: &str| format!("{} ([package.metadata.qwasr.{what}])", manifest.display());
             if let Some(k) = meta.get("kernel") {
                 let flavours = flavours(k, None, &crate_dir).with_context(|| at("kernel"))?;
-                kernel = Some((krate.clone(), flavours));
+                let feature = k
+                    .get("concurrency-feature")
+                    .and_then(|f| f.as_str())
+                    .map(str::to_string);
+                kernel = Some((krate.clone(), flavours, feature));
             }
             if let Some(i) = meta.get("interface") {
                 interfaces.push(interface(i, krate.clone()).with_context(|| at("interface"))?);
@@ -234,7 +244,7 @@ impl Catalog {
                 }
             }
         }
-        let Some((kernel, kernel_flavours)) = kernel else {
+        let Some((kernel, kernel_flavours, kernel_concurrency_feature)) = kernel else {
             bail!(
                 "no kernel crate under `{}` (none declares [package.metadata.qwasr.kernel])",
                 dir.display()
@@ -246,6 +256,7 @@ impl Catalog {
             dir,
             kernel,
             kernel_flavours,
+            kernel_concurrency_feature,
             interfaces,
             backends,
             wit: Mutex::default(),
@@ -406,6 +417,10 @@ fn flavours(item: &Item, package: Option<&str>, crate_dir: &Path) -> Result<Vec<
                 .get("feature")
                 .and_then(|f| f.as_str())
                 .map(str::to_string),
+            concurrency: t
+                .get("concurrency")
+                .and_then(|c| c.as_bool())
+                .unwrap_or(false),
             package,
         });
     }

@@ -92,6 +92,9 @@ pub struct Component {
     pub unnamed_imports: Vec<Unnamed>,
     /// Exports no interface id names.
     pub unnamed_exports: Vec<Unnamed>,
+    /// Whether it uses the component model's async ABI (`async func`,
+    /// `stream`, `future`: WASI 0.3 components).
+    pub async_abi: bool,
     /// The bytes themselves (not serialized).
     #[serde(skip)]
     pub bytes: Vec<u8>,
@@ -143,11 +146,18 @@ impl Component {
                  qwasr-gen reads components of the component model (layer 1)"
             );
         }
-        let mut validator =
-            wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all());
+        let all = wasmparser::WasmFeatures::all();
+        let mut validator = wasmparser::Validator::new_with_features(all);
         if let Err(e) = validator.validate_all(&bytes) {
             bail!("`{shown}` is not a valid component: {e} (is the file truncated or corrupted?)");
         }
+        let without_async = all
+            - wasmparser::WasmFeatures::CM_ASYNC
+            - wasmparser::WasmFeatures::CM_MORE_ASYNC_BUILTINS
+            - wasmparser::WasmFeatures::CM_ASYNC_STACKFUL;
+        let async_abi = wasmparser::Validator::new_with_features(without_async)
+            .validate_all(&bytes)
+            .is_err();
         let decoded =
             decode(&bytes).with_context(|| format!("cannot decode the component `{shown}`"))?;
         let (resolve, world) = match decoded {
@@ -169,6 +179,7 @@ impl Component {
             size: bytes.len(),
             unnamed_imports,
             unnamed_exports,
+            async_abi,
             bytes,
             resolve,
         })

@@ -179,6 +179,10 @@ pub fn plan_with(
         ));
     }
 
+    if let Some(refusal) = release_candidate(component) {
+        bail!(refusal);
+    }
+
     // Imports and exports grouped by package and version: one flavour serves
     // each group, chosen by comparing types with every flavour the catalog has.
     let mut groups: BTreeMap<(String, String), Vec<(&InterfaceId, Direction)>> = BTreeMap::new();
@@ -396,6 +400,10 @@ pub fn plan_with(
         bail!(msg);
     }
 
+    // The async ABI needs concurrency support in the engine, and so does any
+    // flavour whose host functions are `async func`s.
+    let concurrency = component.async_abi || chosen_flavours.iter().any(|(_, f)| f.concurrency);
+
     let mut links = Vec::new();
     for (name, interface) in &needed {
         let (backend_name, reason, mut options) = match chosen.get(name) {
@@ -485,12 +493,18 @@ pub fn plan_with(
         data_dir: manifest.data_dir.clone(),
         topics: manifest.topics.clone(),
         max_message_size: manifest.max_message_size,
-        concurrency: false,
+        concurrency,
         kernel_features: {
             let mut f: Vec<String> = chosen_flavours
                 .iter()
                 .filter(|(owner, _)| owner.is_none())
                 .filter_map(|(_, f)| f.feature.clone())
+                .chain(
+                    catalog
+                        .kernel_concurrency_feature
+                        .clone()
+                        .filter(|_| concurrency),
+                )
                 .collect();
             f.sort();
             f.dedup();
@@ -498,6 +512,72 @@ pub fn plan_with(
         },
         notes,
     })
+}
+
+/// WASI 0.3 release candidates in real use, and who emits them.
+const KNOWN_RELEASE_CANDIDATES: &[(&str, &str)] = &[
+    (
+        "0.3.0-rc-2026-03-15",
+        "Spin's current `http-rust` template emits it (spin-sdk 6.0, through wasip3 0.6)",
+    ),
+    (
+        "0.3.0-rc-2025-09-16",
+        "the original Qwasr's published examples import it",
+    ),
+];
+
+/// A component built against a WASI 0.3 release candidate is refused before
+/// anything is built: wasmtime refuses it at link time, and renamed to
+/// `@0.3.0` it links and then traps, because the async ABI its bindings
+/// were built for differs from the final one.
+fn release_candidate(component: &Component) -> Option<String> {
+    // Exports first: the handler is what people recognise.
+    let rc: Vec<&InterfaceId> = component
+        .exports
+        .iter()
+        .chain(&component.imports)
+        .filter(|id| {
+            id.namespace == "wasi"
+                && id.version.as_ref().is_some_and(|v| {
+                    v.major == 0 && v.minor == 3 && v.pre.as_str().starts_with("rc")
+                })
+        })
+        .collect();
+    let first = rc.first()?;
+    let mut versions: Vec<String> = rc
+        .iter()
+        .filter_map(|id| id.version.as_ref().map(ToString::to_string))
+        .collect();
+    versions.sort();
+    versions.dedup();
+    let known: Vec<String> = versions
+        .iter()
+        .filter_map(|v| {
+            KNOWN_RELEASE_CANDIDATES
+                .iter()
+                .find(|(rc, _)| rc == v)
+                .map(|(rc, who)| format!("`@{rc}`: {who}"))
+        })
+        .collect();
+    Some(format!(
+        "the component is built against a WASI 0.3 release candidate ({}, e.g. {first}, {} of its {} imports and exports); \
+         qwasr serves WASI 0.3.0 and later, and release-candidate components do not run there: the async ABI \
+         their bindings were built for differs from the final one (renamed to @0.3.0 they link, then trap).{} \
+         Rebuild the guest against WASI 0.3.0 or later: a `wasip3` release built on it (0.10 targets 0.3.2), \
+         or the SDK release that uses one",
+        versions
+            .iter()
+            .map(|v| format!("`@{v}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        rc.len(),
+        component.imports.len() + component.exports.len(),
+        if known.is_empty() {
+            String::new()
+        } else {
+            format!(" {}.", known.join("; "))
+        }
+    ))
 }
 
 /// `(wasi:keyvalue, 0.2.0-draft2)`: imports of one package at one version

@@ -626,6 +626,59 @@ fn an_import_whose_types_match_no_flavour_names_the_function() {
     assert!(!out.exists());
 }
 
+/// WASI 0.3 release candidates are refused at plan time, naming the
+/// version and who emits it: their async ABI differs from 0.3.0's.
+#[test]
+fn a_wasi_0_3_release_candidate_is_refused_at_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    for (rc, who) in [
+        (
+            "0.3.0-rc-2026-03-15",
+            "Spin's current `http-rust` template emits it",
+        ),
+        (
+            "0.3.0-rc-2025-09-16",
+            "the original Qwasr's published examples import it",
+        ),
+    ] {
+        fixture(
+            dir.path(),
+            "app.wasm",
+            &format!(
+                "package test:app;
+                 package wasi:http@{rc} {{
+                   interface types {{ resource request; resource response; variant error-code {{ internal-error(option<string>) }} }}
+                   interface handler {{
+                     use types.{{request, response, error-code}};
+                     handle: async func(request: request) -> result<response, error-code>;
+                   }}
+                 }}
+                 world app {{ export wasi:http/handler@{rc}; }}"
+            ),
+        );
+        let err = fails(&["plan", "app.wasm"], dir.path());
+        assert!(
+            err.starts_with(&format!(
+                "error: the component is built against a WASI 0.3 release candidate (`@{rc}`, \
+                 e.g. wasi:http/handler@{rc}"
+            )),
+            "{err}"
+        );
+        assert!(err.contains(who), "{err}");
+        assert!(
+            err.contains("Rebuild the guest against WASI 0.3.0 or later: a `wasip3` release built on it (0.10 targets 0.3.2)"),
+            "{err}"
+        );
+        // Nothing is generated for it either.
+        let out = dir.path().join("out");
+        fails(
+            &["generate", "app.wasm", "--out", out.to_str().unwrap()],
+            dir.path(),
+        );
+        assert!(!out.exists());
+    }
+}
+
 #[test]
 fn grants_topics_and_limits_of_the_manifest_show_in_the_plan() {
     let dir = tempfile::tempdir().unwrap();
