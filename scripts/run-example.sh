@@ -2,7 +2,7 @@
 # The main job, end to end: build qwasr-gen, build an example app's tailored
 # runtime from its app.wasm + qwasr.toml, and serve it (embedded defaults).
 #
-#   scripts/run-example.sh [counter|hello-http]      (default: counter)
+#   scripts/run-example.sh [EXAMPLE]      (default: counter; any examples/*/ with a qwasr.toml)
 #
 # Listens on $HTTP_ADDR (default 127.0.0.1:8080). Stop with Ctrl-C.
 set -euo pipefail
@@ -10,7 +10,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 app="${1:-counter}"
 if [ ! -f "examples/$app/qwasr.toml" ]; then
-  echo "error: no example named '$app'; try one of: $(ls examples | grep -v -e wit -e Cargo | tr '\n' ' ')" >&2
+  echo "error: no example named '$app'; try one of: $(cd examples && ls -d */qwasr.toml | cut -d/ -f1 | tr '\n' ' ')" >&2
   exit 2
 fi
 if ! command -v cargo >/dev/null; then
