@@ -561,8 +561,9 @@ fn release_candidate(component: &Component) -> Option<String> {
         .collect();
     Some(format!(
         "the component is built against a WASI 0.3 release candidate ({}, e.g. {first}, {} of its {} imports and exports); \
-         qwasr serves WASI 0.3.0 and later, and release-candidate components do not run there: the async ABI \
-         their bindings were built for differs from the final one (renamed to @0.3.0 they link, then trap).{} \
+         qwasr serves WASI 0.3.0 and later (wasmtime 48 binds only the final 0.3.0), and a release candidate's \
+         bindings were built for a pre-release async ABI, so it is refused rather than built into a runtime \
+         that might link and then trap.{} \
          Rebuild the guest against WASI 0.3.0 or later: a `wasip3` release built on it (0.10 targets 0.3.2), \
          or the SDK release that uses one",
         versions
@@ -873,11 +874,13 @@ impl Plan {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let env: Vec<&str> = self
+        let mut env: Vec<&str> = self
             .links
             .iter()
             .flat_map(|l| l.env.iter().map(String::as_str))
             .collect();
+        env.sort();
+        env.dedup();
         if !env.is_empty() {
             let _ = writeln!(out, "environment: {}", env.join(", "));
         }

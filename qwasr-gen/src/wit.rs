@@ -107,7 +107,14 @@ type Side<'a> = (&'a Resolve, &'a Function);
 
 fn function((cr, cf): Side<'_>, (hr, hf): Side<'_>) -> Result<(), String> {
     let (ck, hk) = (kind(cr, &cf.kind), kind(hr, &hf.kind));
-    if ck != hk {
+    let same_kind = ck.is_async == hk.is_async
+        && ck.class == hk.class
+        && match (&ck.resource, &hk.resource) {
+            (Some(a), Some(b)) => same_resource(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+    if !same_kind {
         return Err(format!(
             "the component's is {}, the host's is {}",
             describe(&ck),
@@ -148,7 +155,7 @@ fn function((cr, cf): Side<'_>, (hr, hf): Side<'_>) -> Result<(), String> {
 }
 
 /// A function kind with its resource made comparable across two resolves.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 struct Kind {
     is_async: bool,
     class: &'static str,
@@ -175,8 +182,19 @@ fn kind(r: &Resolve, k: &FunctionKind) -> Kind {
 }
 
 fn describe(k: &Kind) -> String {
+    let of = match &k.resource {
+        Some(r) => format!(
+            " of `{}`{}",
+            r.name.as_deref().unwrap_or("?"),
+            match (&r.package, &r.interface) {
+                (Some((p, Some(v))), Some(i)) => format!(" ({p}/{i}@{v})"),
+                _ => String::new(),
+            }
+        ),
+        None => String::new(),
+    };
     format!(
-        "{}{}",
+        "{}{}{of}",
         if k.is_async { "an `async` " } else { "a sync " },
         k.class
     )
@@ -511,7 +529,18 @@ mod tests {
         let (h, hi) = iface(&io("0.2.12"), "user");
         let (c, ci) = iface(&io("0.2.1"), "user");
         assert_eq!(compare(&c, ci, &h, hi, Direction::Import), Ok(()));
+        // Methods of a resource too.
+        let method = |v: &str| {
+            io(v).replace(
+                "resource input-stream {}",
+                "resource input-stream { read: func(n: u64) -> list<u8>; }",
+            )
+        };
+        let (h2, hi2) = iface(&method("0.2.12"), "streams");
+        let (c, ci) = iface(&method("0.2.2"), "streams");
+        assert_eq!(compare(&c, ci, &h2, hi2, Direction::Import), Ok(()));
         let (c, ci) = iface(&io("0.3.0"), "user");
+        let (h, hi) = iface(&io("0.2.12"), "user");
         assert!(compare(&c, ci, &h, hi, Direction::Import).is_err());
     }
 }

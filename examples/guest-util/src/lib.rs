@@ -6,6 +6,7 @@
 //! types); [`http_helpers!`] therefore expands them inside the guest, against
 //! the guest's `crate::wasi` module, and [`write_all!`] works on any
 //! `wasi:io` output stream, whichever `wasi:io` version it comes from.
+//! [`http_p3_helpers!`] does the same for `wasi:http@0.3` guests.
 
 /// Bytes read or written per step when a body is streamed.
 pub const CHUNK: usize = 64 * 1024;
@@ -278,6 +279,157 @@ macro_rules! http_helpers {
                 let headers = request.headers();
                 let values = headers.get(name);
                 values.first().map(|v| String::from_utf8_lossy(v).into_owned())
+            }
+        }
+    };
+}
+
+/// Expands to a module `http` of `wasi:http@0.3` helpers written against the
+/// calling guest's bindings: `crate::wasi::http::types` (0.3.0), and the
+/// `crate::wit_stream` / `crate::wit_future` modules `generate!` emits. The
+/// guest needs wit-bindgen's `async-spawn` feature.
+///
+/// - `http::respond(status, text)`: a whole plain-text response.
+/// - `http::respond_with(status, content_type, bytes)`: the same for any bytes.
+/// - `http::streaming(status, headers)`: a response whose body is written
+///   afterwards through the returned `http::Body`, from a task started with
+///   `wit_bindgen::spawn_local` (component-model streams are rendezvous:
+///   the host reads the body only once `handle` has returned the response,
+///   so writing it before returning would wait forever). Dropping the
+///   `Body` ends the response.
+/// - `http::RequestBody::of(request)`: the request body, read with `chunk()`
+///   (at most [`CHUNK`] bytes at a time, `None` at the end), or whole with
+///   `read_all(limit)`.
+/// - `http::header(&request, name)`: the first value of a header.
+///
+/// The status codes given are assumed valid (a constant in the guest): an
+/// invalid one panics, which traps the request.
+// `crate::wasi` is meant: the guest's own bindings, not this crate's.
+#[allow(clippy::crate_in_macro_def)]
+#[macro_export]
+macro_rules! http_p3_helpers {
+    () => {
+        #[allow(dead_code)]
+        mod http {
+            use crate::wasi::http::types::{ErrorCode, Fields, Request, Response, Trailers};
+            use ::wit_bindgen::{FutureWriter, StreamReader, StreamResult, StreamWriter};
+
+            /// The body of a response that has been returned to the host.
+            pub struct Body {
+                // Fields drop in order: the stream ends, then the trailers
+                // future resolves (to its default, no trailers).
+                stream: StreamWriter<u8>,
+                _trailers: FutureWriter<Result<Option<Trailers>, ErrorCode>>,
+            }
+
+            impl Body {
+                /// Sends `bytes`, waiting until the client has taken them.
+                /// `false` if the client has gone away (nothing more will be read).
+                pub async fn write(&mut self, bytes: impl Into<Vec<u8>>) -> bool {
+                    self.stream.write_all(bytes.into()).await.is_empty()
+                }
+            }
+
+            /// A response with `status` and `headers`; its body is written
+            /// through the `Body` once the response has been returned.
+            pub fn streaming(status: u16, headers: &[(&str, &str)]) -> (Response, Body) {
+                let fields = Fields::new();
+                for (name, value) in headers {
+                    let _ = fields.append(name, value.as_bytes());
+                }
+                let (stream, contents) = crate::wit_stream::new::<u8>();
+                let (trailers, trailers_rx) = crate::wit_future::new(|| Ok(None));
+                let (response, _sent) = Response::new(fields, Some(contents), trailers_rx);
+                response
+                    .set_status_code(status)
+                    .expect("a valid status code");
+                (
+                    response,
+                    Body {
+                        stream,
+                        _trailers: trailers,
+                    },
+                )
+            }
+
+            /// A whole response of `content_type`, written by a task of its own.
+            pub fn respond_with(
+                status: u16,
+                content_type: &str,
+                body: impl Into<Vec<u8>>,
+            ) -> Response {
+                let (response, mut writer) = streaming(status, &[("content-type", content_type)]);
+                let body = body.into();
+                if !body.is_empty() {
+                    ::wit_bindgen::spawn_local(async move {
+                        writer.write(body).await;
+                    });
+                }
+                response
+            }
+
+            /// A whole plain-text response.
+            pub fn respond(status: u16, text: impl Into<String>) -> Response {
+                respond_with(status, "text/plain; charset=utf-8", text.into())
+            }
+
+            /// The first value of header `name`, as text.
+            pub fn header(request: &Request, name: &str) -> Option<String> {
+                let values = request.get_headers().get(name);
+                values
+                    .first()
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            }
+
+            /// A request's body, read as it arrives.
+            pub struct RequestBody {
+                // The stream is dropped first, then `done` tells the host
+                // the body was handled (its default, `Ok`).
+                stream: StreamReader<u8>,
+                ended: bool,
+                _done: FutureWriter<Result<(), ErrorCode>>,
+            }
+
+            impl RequestBody {
+                /// Takes the body of `request` (its trailers are ignored).
+                pub fn of(request: Request) -> RequestBody {
+                    let (done, done_rx) = crate::wit_future::new(|| Ok(()));
+                    let (stream, _trailers) = Request::consume_body(request, done_rx);
+                    RequestBody {
+                        stream,
+                        ended: false,
+                        _done: done,
+                    }
+                }
+
+                /// The next chunk of at most `guest_util::CHUNK` bytes, as
+                /// soon as the client has sent it; `None` at the end.
+                pub async fn chunk(&mut self) -> Option<Vec<u8>> {
+                    while !self.ended {
+                        let (status, chunk) =
+                            self.stream.read(Vec::with_capacity($crate::CHUNK)).await;
+                        if matches!(status, StreamResult::Dropped | StreamResult::Cancelled) {
+                            self.ended = true;
+                        }
+                        if !chunk.is_empty() {
+                            return Some(chunk);
+                        }
+                    }
+                    None
+                }
+
+                /// The whole body, for bodies that must be in memory anyway
+                /// (a keyvalue value, an SQL parameter); refused past `limit` bytes.
+                pub async fn read_all(mut self, limit: usize) -> Result<Vec<u8>, String> {
+                    let mut all = Vec::new();
+                    while let Some(chunk) = self.chunk().await {
+                        if all.len() + chunk.len() > limit {
+                            return Err(format!("the body is over {limit} bytes"));
+                        }
+                        all.extend_from_slice(&chunk);
+                    }
+                    Ok(all)
+                }
             }
         }
     };

@@ -10,6 +10,7 @@ use wit_parser::{ManglingAndAbi, Resolve};
 
 mod data;
 mod e2e;
+mod p3;
 mod runtime;
 
 const BIN: &str = env!("CARGO_BIN_EXE_qwasr-gen");
