@@ -275,6 +275,9 @@ pub fn plan_with(
     }
     imports.sort_by(|a, b| a.import.cmp(&b.import));
     exports.sort_by(|a, b| a.export.cmp(&b.export));
+    if let Some(p) = sync_export_calling_async(component, &exports) {
+        problems.push(p);
+    }
     if servers.is_empty() {
         let supported: Vec<String> = catalog
             .flavours()
@@ -603,6 +606,39 @@ fn unserved(id: &InterfaceId, notes: &mut Vec<String>) -> ExportPlan {
         server: None,
         flavour: None,
     }
+}
+
+/// A served export lifted synchronously cannot wait for an `async func`
+/// import: wasmtime traps the moment the import has to wait ("cannot block a
+/// synchronous task before returning"), so such a component is refused here.
+fn sync_export_calling_async(component: &Component, exports: &[ExportPlan]) -> Option<String> {
+    let functions = |id: &wit_parser::InterfaceId| {
+        component.resolve.interfaces[*id]
+            .functions
+            .values()
+            .collect::<Vec<_>>()
+    };
+    let sync_export = exports.iter().filter(|e| e.server.is_some()).find(|e| {
+        component
+            .export_types
+            .get(&e.export)
+            .is_some_and(|id| functions(id).iter().all(|f| !f.kind.is_async()))
+    })?;
+    let (import, function) = component.imports.iter().find_map(|i| {
+        let id = component.import_types.get(i)?;
+        functions(id)
+            .into_iter()
+            .find(|f| f.kind.is_async())
+            .map(|f| (i, wit::display_name(f)))
+    })?;
+    Some(format!(
+        "the component exports {} with synchronous functions but imports `async func`s \
+         ({import}: `{function}`): a synchronous export cannot wait for an async import \
+         (wasmtime traps when it has to); export the WASI 0.3 handler instead, or build \
+         the guest against the sync flavour of {}",
+        sync_export.export,
+        import.package_name()
+    ))
 }
 
 /// Why one flavour cannot serve a group.

@@ -95,7 +95,7 @@ pub fn compare(
 }
 
 /// `bucket.get` for `[method]bucket.get`, `message` constructor, `get-many`.
-fn display_name(f: &Function) -> String {
+pub(crate) fn display_name(f: &Function) -> String {
     match f.name.split_once(']') {
         Some(("[constructor", rest)) => format!("{rest} constructor"),
         Some((_, rest)) => rest.to_string(),

@@ -220,7 +220,7 @@ fn a_component_with_nothing_to_serve() {
         err.trim_end(),
         "error: the component exports nothing qwasr can run (it exports test:app/api); \
          a service must export one of: wasi:http/incoming-handler@0.2.x, \
-         wasi:messaging/incoming-handler@0.2.0-draft"
+         wasi:http/handler@0.3.x, wasi:messaging/incoming-handler@0.2.0-draft"
     );
 }
 
@@ -616,6 +616,7 @@ fn an_import_whose_types_match_no_flavour_names_the_function() {
         "error: wasi:keyvalue/batch@0.2.0-draft2 matches none of the flavours qwasr binds for wasi:keyvalue@0.2.0-draft2:
       sync (qwasr-wasi-keyvalue): wasi:keyvalue/batch@0.2.0-draft2: function `get-many`: result: the component has `result<list<tuple<string, option<string>>>, error>` where the host has `result<list<option<tuple<string, list<u8>>>>, error>`
       spin (qwasr-wasi-keyvalue): wasi:keyvalue/batch@0.2.0-draft2: function `get-many`: result: the component has `result<list<tuple<string, option<string>>>, error>` where the host has `result<list<tuple<string, option<list<u8>>>>, error>`
+      async (qwasr-wasi-keyvalue): wasi:keyvalue/batch@0.2.0-draft2: function `get-many`: the component's is a sync function, the host's is an `async` function
     build the guest against one of those"
     );
     // Nothing was generated.
@@ -678,6 +679,31 @@ fn a_wasi_0_3_release_candidate_is_refused_at_plan() {
         );
         assert!(!out.exists());
     }
+}
+
+/// A WASI 0.2 handler (lifted synchronously) cannot wait for Qwasr's
+/// `async func` keyvalue: refused at plan instead of trapping at run time.
+#[test]
+fn a_sync_export_over_async_imports_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture_with(
+        dir.path(),
+        "app.wasm",
+        &["wit/flavours/keyvalue-0.2.0-draft2.qwasr-async"],
+        "package test:app;
+         world app {
+           import wasi:keyvalue/store@0.2.0-draft2;
+           export wasi:http/incoming-handler@0.2.12;
+         }",
+    );
+    let err = fails(&["plan", "app.wasm"], dir.path());
+    assert_eq!(
+        err.trim_end(),
+        "error: the component exports wasi:http/incoming-handler@0.2.12 with synchronous functions \
+         but imports `async func`s (wasi:keyvalue/store@0.2.0-draft2: `bucket.get`): a synchronous export \
+         cannot wait for an async import (wasmtime traps when it has to); export the WASI 0.3 handler \
+         instead, or build the guest against the sync flavour of wasi:keyvalue"
+    );
 }
 
 #[test]

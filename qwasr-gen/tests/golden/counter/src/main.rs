@@ -11,6 +11,7 @@ static APP: App = App {
     name: "counter",
     generator: "0.1.0",
     component: Code::Precompiled(include_bytes!("../app.cwasm")),
+    concurrency: false,
     serves: &["HTTP on HTTP_ADDR (wasi:http/incoming-handler@0.2.12)"],
     limits: Limits {
         timeout: std::time::Duration::from_millis(10000),

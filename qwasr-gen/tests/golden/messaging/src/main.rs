@@ -11,6 +11,7 @@ static APP: App = App {
     name: "messaging",
     generator: "0.1.0",
     component: Code::Precompiled(include_bytes!("../app.cwasm")),
+    concurrency: false,
     serves: &[
         "HTTP on HTTP_ADDR (wasi:http/incoming-handler@0.2.12)",
         "messages on topics orders, audit.*, rpc.>, fail, trap (wasi:messaging/incoming-handler@0.2.0-draft)",
