@@ -41,6 +41,15 @@ struct Inner {
 impl Kernel {
     /// Sets up the engine and compiles the app's component.
     pub fn new(app: &'static App, cli: Cli) -> Result<Kernel> {
+        #[cfg(not(feature = "p3"))]
+        if app.concurrency {
+            anyhow::bail!(
+                "the `{}` component uses the component model's async ABI (WASI 0.3), \
+                 but this runtime was built without qwasr-kernel's `p3` feature; \
+                 rebuild the runtime with qwasr-gen",
+                app.name
+            );
+        }
         for (guest, host) in app.grants.dirs {
             if !std::path::Path::new(host).is_dir() {
                 anyhow::bail!(
@@ -195,10 +204,21 @@ impl Kernel {
         }
     }
 
-    /// A linker with the standard WASI 0.2 interfaces, granting nothing by default.
+    /// A linker with the standard WASI 0.2 interfaces, and for apps with
+    /// concurrency also WASI 0.3's (wasmtime-wasi's p3, on the same
+    /// [`WasiCtx`]), granting nothing by default.
+    ///
+    /// Both stay linked for a concurrency app: a component may import
+    /// `wasi:cli@0.2.x` and `@0.3.0` at once (Rust's std on wasm32-wasip2
+    /// plus a WASI 0.3 binding). WASI 0.3's host functions cannot even be
+    /// registered on an engine without concurrency support.
     pub fn linker<T: Host>(&self) -> Result<Linker<T>> {
         let mut linker = Linker::new(&self.inner.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        #[cfg(feature = "p3")]
+        if self.inner.app.concurrency {
+            wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+        }
         Ok(linker)
     }
 
@@ -225,10 +245,30 @@ impl Kernel {
         KernelCtx::new(wasi.build(), &app.limits)
     }
 
-    /// A store for one request, with the memory limit and deadline applied.
+    /// A store for one request, with the memory limit and deadline applied:
+    /// running wasm traps once the app's timeout has passed since now.
     pub fn store<T: Host>(&self, data: T) -> Store<T> {
         let mut store = Store::new(&self.inner.engine, data);
         store.limiter(|t| &mut t.kernel().limits);
+        // A concurrency store's guest runs inside its event loop, which also
+        // wakes the tasks it feeds (the hyper connection sending the body
+        // the guest just wrote). tokio keeps such a task in the worker's
+        // next-task slot, where no other worker can take it, so a guest that
+        // computes after writing would hold its own output back until it
+        // waits again. Yielding at every epoch tick lets it go.
+        #[cfg(feature = "p3")]
+        if self.inner.app.concurrency {
+            let end = std::time::Instant::now() + self.inner.app.limits.timeout;
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(move |_| {
+                Ok(if std::time::Instant::now() < end {
+                    wasmtime::UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+                } else {
+                    wasmtime::UpdateDeadline::Interrupt
+                })
+            });
+            return store;
+        }
         store.set_epoch_deadline(self.inner.deadline_ticks);
         store.epoch_deadline_trap();
         store
@@ -259,7 +299,7 @@ pub fn engine_config(limits: &Limits, concurrency: bool) -> Config {
         .total_tables(instances.saturating_mul(4))
         .max_tables_per_component(16)
         .table_elements(100_000)
-        .total_stacks(instances)
+        .total_stacks(stacks(instances, concurrency))
         .max_memory_size(memory)
         // Every request gets a fresh instance, so slot reuse is the hot path:
         // reset only the pages the last request dirtied (PAGEMAP_SCAN, Linux
@@ -280,6 +320,49 @@ pub fn engine_config(limits: &Limits, concurrency: bool) -> Config {
         .concurrency_support(concurrency)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
+}
+
+/// Whether `engine` runs with concurrency support (see [`App::concurrency`]).
+///
+/// Interface crates link their WASI 0.3 flavours only then: wasmtime refuses
+/// to register such host functions on an engine without it, and a component
+/// that imports them cannot even be compiled there.
+pub fn concurrency_support(engine: &Engine) -> bool {
+    #[cfg(feature = "p3")]
+    {
+        // wasmtime does not expose the setting; registering a concurrent
+        // host function is the check it applies itself.
+        let mut probe = Linker::<()>::new(engine);
+        probe
+            .root()
+            .func_wrap_concurrent("probe", |_, (): ()| Box::pin(async { Ok(()) }))
+            .is_ok()
+    }
+    #[cfg(not(feature = "p3"))]
+    {
+        let _ = engine;
+        false
+    }
+}
+
+/// Fiber stacks in the pool for `instances` live instances.
+///
+/// A store without concurrency runs its guest on one fiber at a time. A
+/// store with concurrency runs guest code on a worker fiber it keeps between
+/// calls, and takes one more stack for every guest task blocked in a
+/// synchronous call while another of its tasks runs (components composed of
+/// several, each with tasks of its own). Measured: one per store suffices
+/// for a wit-bindgen 0.63 guest streaming bodies both ways with the pool
+/// full (qwasr-wasi-http's tests/serve_p3.rs passes with one). A request that
+/// finds no stack fails rather than waits, so concurrency apps get four:
+/// a stack is reserved address space until a guest first runs on it, small
+/// next to each instance's linear memory.
+fn stacks(instances: u32, concurrency: bool) -> u32 {
+    if concurrency {
+        instances.saturating_mul(4)
+    } else {
+        instances
+    }
 }
 
 /// Compiles a component to the machine code a runtime with these limits loads.
@@ -326,5 +409,150 @@ fn load(engine: &Engine, app: &App, cli: &Cli) -> Result<Component> {
             "this runtime embeds WebAssembly but was built without a compiler; \
              enable qwasr-kernel's `compiler` feature or rebuild without --jit"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(feature = "compiler")]
+    use wasmtime_wasi::{WasiCtxView, WasiView};
+
+    #[cfg(feature = "compiler")]
+    struct State(KernelCtx);
+
+    #[cfg(feature = "compiler")]
+    impl WasiView for State {
+        fn ctx(&mut self) -> WasiCtxView<'_> {
+            self.0.wasi_view()
+        }
+    }
+
+    #[cfg(feature = "compiler")]
+    impl Host for State {
+        fn kernel(&mut self) -> &mut KernelCtx {
+            &mut self.0
+        }
+    }
+
+    #[cfg(any(feature = "compiler", not(feature = "p3")))]
+    fn app(component: &'static [u8], concurrency: bool) -> &'static App {
+        Box::leak(Box::new(App {
+            concurrency,
+            limits: Limits {
+                memory: 1 << 20,
+                timeout: Duration::from_secs(1),
+                instances: 2,
+            },
+            ..App::new("kernel-test", Code::Wasm(component))
+        }))
+    }
+
+    #[cfg(not(feature = "p3"))]
+    #[tokio::test]
+    async fn concurrency_needs_the_p3_feature() {
+        let Err(e) = Kernel::new(app(&[], true), Cli::default()) else {
+            panic!("a concurrency app started without the p3 feature");
+        };
+        assert!(
+            e.to_string().contains("rebuild the runtime with qwasr-gen"),
+            "{e}"
+        );
+    }
+
+    /// A component importing every interface of the kernel's catalog entries
+    /// (`[package.metadata.qwasr.kernel]`) that `concurrency` allows: WASI
+    /// 0.2 always, and WASI 0.3 too for concurrency apps.
+    #[cfg(feature = "compiler")]
+    fn catalog_component(concurrency: bool) -> &'static [u8] {
+        use wit_parser::{LiftLowerAbi, ManglingAndAbi, Resolve};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let manifest: toml_edit::DocumentMut = include_str!("../Cargo.toml").parse().unwrap();
+        let flavours = manifest["package"]["metadata"]["qwasr"]["kernel"]["flavours"]
+            .as_array_of_tables()
+            .unwrap();
+        let (mut files, mut imports) = (Vec::new(), Vec::new());
+        for flavour in flavours {
+            if flavour.get("concurrency").and_then(|c| c.as_bool()) == Some(true) && !concurrency {
+                continue;
+            }
+            let (package, version) = (
+                flavour["package"].as_str().unwrap(),
+                flavour["version"].as_str().unwrap(),
+            );
+            for file in flavour["wit"].as_array().unwrap() {
+                let file = dir.join(file.as_str().unwrap());
+                if !files.contains(&file) {
+                    files.push(file);
+                }
+            }
+            for name in flavour["imports"].as_array().unwrap() {
+                imports.push(format!(
+                    "import {package}/{}@{version};",
+                    name.as_str().unwrap()
+                ));
+            }
+        }
+        let mut resolve = Resolve::default();
+        for file in &files {
+            resolve.push_path(file).unwrap();
+        }
+        let wit = format!(
+            "package test:catalog; world app {{ {} }}",
+            imports.join(" ")
+        );
+        let pkg = resolve.push_str("app.wit", &wit).unwrap();
+        let world = resolve.select_world(&[pkg], Some("app")).unwrap();
+        // The async ABI for a concurrency app, as a WASI 0.3 guest uses it.
+        let abi = if concurrency {
+            LiftLowerAbi::AsyncCallback
+        } else {
+            LiftLowerAbi::Sync
+        };
+        let mut module = wit_component::dummy_module(&resolve, world, ManglingAndAbi::Legacy(abi));
+        wit_component::embed_component_metadata(
+            &mut module,
+            &resolve,
+            world,
+            wit_component::StringEncoding::UTF8,
+            false,
+        )
+        .unwrap();
+        let component = wit_component::ComponentEncoder::default()
+            .module(&module)
+            .unwrap()
+            .validate(true)
+            .encode()
+            .unwrap();
+        Box::leak(component.into_boxed_slice())
+    }
+
+    #[cfg(feature = "compiler")]
+    #[tokio::test]
+    async fn links_every_wasi_interface_the_catalog_lists() {
+        let configs: &[bool] = if cfg!(feature = "p3") {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        for &concurrency in configs {
+            let kernel = Kernel::new(
+                app(catalog_component(concurrency), concurrency),
+                Cli::default(),
+            )
+            .unwrap();
+            assert_eq!(concurrency_support(kernel.engine()), concurrency);
+            let linker = kernel.linker::<State>().unwrap();
+            if let Err(e) = kernel.instantiate_pre(&linker) {
+                panic!("concurrency {concurrency}: {e:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn concurrency_apps_get_more_stacks() {
+        assert_eq!(stacks(10, false), 10);
+        assert_eq!(stacks(10, true), 40);
+        assert_eq!(stacks(u32::MAX, true), u32::MAX);
     }
 }

@@ -29,7 +29,7 @@ mod topics;
 pub use cli::Cli;
 #[cfg(feature = "compiler")]
 pub use engine::precompile;
-pub use engine::{Kernel, engine_config};
+pub use engine::{Kernel, concurrency_support, engine_config};
 pub use topics::{check_topic, check_topic_pattern, topic_matches};
 
 pub use anyhow;

@@ -1,30 +1,16 @@
 //! `wasi:blobstore@0.2.0-draft` (feature `sync`): WASI 0.2 guests.
 
-use crate::streams::{BodyStream, ValueStream};
-use crate::{
-    Container, Ctx, HasBlobstore, IncomingValue, ObjectId, ObjectNames, OutgoingValue, Stage, lock,
-    ops, view,
-};
+use crate::{Container, Ctx, HasBlobstore, IncomingValue, ObjectNames, OutgoingValue, ops, view};
 use anyhow::Result;
 use qwasr_kernel::{CtxView, View};
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
 mod generated {
-    wasmtime::component::bindgen!({
-        path: ["../../wit/deps/io-0.2.1", "../../wit/deps/blobstore-0.2.0-draft"],
-        world: "wasi:blobstore/imports",
-        imports: { default: async | trappable },
-        with: {
-            // The kernel's wasi:io (wasmtime-wasi): the same stream resources.
-            "wasi:io": wasmtime_wasi::p2::bindings::io,
-            "wasi:blobstore/container.container": crate::Container,
-            "wasi:blobstore/container.stream-object-names": crate::ObjectNames,
-            "wasi:blobstore/types.outgoing-value": crate::OutgoingValue,
-            "wasi:blobstore/types.incoming-value": crate::IncomingValue,
-        },
-        anyhow: true,
-    });
+    bindgen!(
+        ["../../wit/deps/io-0.2.1", "../../wit/deps/blobstore-0.2.0-draft"],
+        { default: async | trappable }
+    );
 }
 
 use generated::wasi::blobstore::{blobstore, container, types};
@@ -38,9 +24,7 @@ pub(crate) fn add_to_linker<T: View<Ctx> + 'static>(linker: &mut Linker<T>) -> R
 
 type Op<T> = ops::Op<T>;
 
-fn id(o: types::ObjectId) -> ObjectId {
-    ObjectId::new(o.container, o.object)
-}
+conversions!(types);
 
 impl blobstore::Host for CtxView<'_, Ctx> {
     async fn create_container(&mut self, name: String) -> Op<Resource<Container>> {
@@ -60,11 +44,11 @@ impl blobstore::Host for CtxView<'_, Ctx> {
     }
 
     async fn copy_object(&mut self, src: types::ObjectId, dest: types::ObjectId) -> Op<()> {
-        ops::copy_object(self, id(src), id(dest)).await
+        ops::copy_object(self, src.into(), dest.into()).await
     }
 
     async fn move_object(&mut self, src: types::ObjectId, dest: types::ObjectId) -> Op<()> {
-        ops::move_object(self, id(src), id(dest)).await
+        ops::move_object(self, src.into(), dest.into()).await
     }
 }
 
@@ -76,11 +60,7 @@ impl container::HostContainer for CtxView<'_, Ctx> {
     }
 
     async fn info(&mut self, c: Resource<Container>) -> Op<types::ContainerMetadata> {
-        let info = ops::info(self, &c).await?;
-        Ok(info.map(|i| types::ContainerMetadata {
-            name: i.name,
-            created_at: i.created_at,
-        }))
+        Ok(ops::info(self, &c).await?.map(Into::into))
     }
 
     async fn get_data(
@@ -123,13 +103,7 @@ impl container::HostContainer for CtxView<'_, Ctx> {
         c: Resource<Container>,
         name: String,
     ) -> Op<types::ObjectMetadata> {
-        let info = ops::object_info(self, &c, name).await?;
-        Ok(info.map(|i| types::ObjectMetadata {
-            name: i.name,
-            container: i.container,
-            created_at: i.created_at,
-            size: i.size,
-        }))
+        Ok(ops::object_info(self, &c, name).await?.map(Into::into))
     }
 
     async fn clear(&mut self, c: Resource<Container>) -> Op<()> {
@@ -137,8 +111,7 @@ impl container::HostContainer for CtxView<'_, Ctx> {
     }
 
     async fn drop(&mut self, c: Resource<Container>) -> Result<()> {
-        self.table.delete(c)?;
-        Ok(())
+        ops::delete(self, c)
     }
 }
 
@@ -160,8 +133,7 @@ impl container::HostStreamObjectNames for CtxView<'_, Ctx> {
     }
 
     async fn drop(&mut self, names: Resource<ObjectNames>) -> Result<()> {
-        self.table.delete(names)?;
-        Ok(())
+        ops::delete(self, names)
     }
 }
 
@@ -176,17 +148,7 @@ impl types::HostOutgoingValue for CtxView<'_, Ctx> {
         &mut self,
         value: Resource<OutgoingValue>,
     ) -> Result<Result<Resource<DynOutputStream>, ()>> {
-        let backend = self.ctx.backend.clone();
-        let v = self.table.get_mut(&value)?;
-        // At most once, and not after write-data stored an empty body.
-        if v.taken || !matches!(v.stage, Stage::Open) {
-            return Ok(Err(()));
-        }
-        v.taken = true;
-        lock(&v.body).streaming = true;
-        let stream: DynOutputStream = Box::new(BodyStream::new(backend, v.body.clone()));
-        // A child: finishing or dropping the value while the stream is open traps, as the WIT says.
-        Ok(Ok(self.table.push_child(stream, &value)?))
+        ops::write_body(self, value)
     }
 
     async fn finish(&mut self, value: Resource<OutgoingValue>) -> Op<()> {
@@ -207,9 +169,7 @@ impl types::HostIncomingValue for CtxView<'_, Ctx> {
         &mut self,
         value: Resource<IncomingValue>,
     ) -> Op<Resource<DynInputStream>> {
-        let IncomingValue { reader } = self.table.delete(value)?;
-        let stream: DynInputStream = Box::new(ValueStream::new(reader));
-        Ok(Ok(self.table.push(stream)?))
+        ops::consume_async(self, value)
     }
 
     async fn size(&mut self, value: Resource<IncomingValue>) -> Result<u64> {
@@ -217,8 +177,7 @@ impl types::HostIncomingValue for CtxView<'_, Ctx> {
     }
 
     async fn drop(&mut self, value: Resource<IncomingValue>) -> Result<()> {
-        self.table.delete(value)?;
-        Ok(())
+        ops::delete(self, value)
     }
 }
 
@@ -833,175 +792,5 @@ mod tests {
             e.to_string(),
             "the embedded blobstore backend takes no options, but `path` was given"
         );
-    }
-}
-
-/// A real component, run by the kernel: its `wasi:io@0.2.1` imports are
-/// served by the kernel's wasi:io (wasmtime-wasi), with our streams in them.
-#[cfg(test)]
-mod guest {
-    use crate::Ctx;
-    use qwasr_kernel::wasmtime_wasi::{WasiCtxView, WasiView};
-    use qwasr_kernel::{App, Cli, Code, CtxView, Host, Kernel, KernelCtx, Limits, View};
-
-    /// Stores "hello blobstore" as `c/obj` through the body stream, reads it
-    /// back whole through an input stream and bytes 6..=9 with
-    /// consume-sync; returns 0, or the number of the step that failed.
-    const GUEST: &str = r#"(module
-      (import "wasi:blobstore/blobstore@0.2.0-draft" "create-container" (func $create (param i32 i32 i32)))
-      (import "wasi:blobstore/types@0.2.0-draft" "[static]outgoing-value.new-outgoing-value" (func $new_value (result i32)))
-      (import "wasi:blobstore/types@0.2.0-draft" "[method]outgoing-value.outgoing-value-write-body" (func $body (param i32 i32)))
-      (import "wasi:blobstore/types@0.2.0-draft" "[static]outgoing-value.finish" (func $finish (param i32 i32)))
-      (import "wasi:blobstore/types@0.2.0-draft" "[static]incoming-value.incoming-value-consume-async" (func $consume_async (param i32 i32)))
-      (import "wasi:blobstore/types@0.2.0-draft" "[static]incoming-value.incoming-value-consume-sync" (func $consume_sync (param i32 i32)))
-      (import "wasi:blobstore/container@0.2.0-draft" "[method]container.write-data" (func $write_data (param i32 i32 i32 i32 i32)))
-      (import "wasi:blobstore/container@0.2.0-draft" "[method]container.get-data" (func $get_data (param i32 i32 i32 i64 i64 i32)))
-      (import "wasi:io/streams@0.2.1" "[method]output-stream.blocking-write-and-flush" (func $write (param i32 i32 i32 i32)))
-      (import "wasi:io/streams@0.2.1" "[resource-drop]output-stream" (func $drop_out (param i32)))
-      (import "wasi:io/streams@0.2.1" "[method]input-stream.blocking-read" (func $read (param i32 i64 i32)))
-      (memory (export "memory") 1)
-      (global $heap (mut i32) (i32.const 4096))
-      (data (i32.const 100) "hello blobstore")
-      (data (i32.const 200) "obj")
-      (data (i32.const 210) "c")
-      (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
-        (local $p i32)
-        (local.set $p (i32.and (i32.add (global.get $heap) (i32.const 7)) (i32.const -8)))
-        (global.set $heap (i32.add (local.get $p) (local.get 3)))
-        (local.get $p))
-      (func (export "run") (result i32)
-        (local $c i32) (local $v i32) (local $s i32) (local $in i32)
-        (call $create (i32.const 210) (i32.const 1) (i32.const 16))
-        (if (i32.load8_u (i32.const 16)) (then (return (i32.const 1))))
-        (local.set $c (i32.load (i32.const 20)))
-        (local.set $v (call $new_value))
-        (call $body (local.get $v) (i32.const 16))
-        (if (i32.load8_u (i32.const 16)) (then (return (i32.const 2))))
-        (local.set $s (i32.load (i32.const 20)))
-        (call $write (local.get $s) (i32.const 100) (i32.const 15) (i32.const 16))
-        (if (i32.load8_u (i32.const 16)) (then (return (i32.const 3))))
-        (call $drop_out (local.get $s))
-        (call $write_data (local.get $c) (i32.const 200) (i32.const 3) (local.get $v) (i32.const 16))
-        (if (i32.load8_u (i32.const 16)) (then (return (i32.const 4))))
-        (call $finish (local.get $v) (i32.const 16))
-        (if (i32.load8_u (i32.const 16)) (then (return (i32.const 5))))
-        (call $get_data (local.get $c) (i32.const 200) (i32.const 3) (i64.const 0) (i64.const -1) (i32.const 16))
-        (if (i32.load8_u (i32.const 16)) (then (return (i32.const 6))))
-        (call $consume_async (i32.load (i32.const 20)) (i32.const 16))
-        (if (i32.load8_u (i32.const 16)) (then (return (i32.const 7))))
-        (local.set $in (i32.load (i32.const 20)))
-        (call $read (local.get $in) (i64.const 1000) (i32.const 16))
-        (if (i32.load8_u (i32.const 16)) (then (return (i32.const 8))))
-        (if (i32.ne (i32.load (i32.const 24)) (i32.const 15)) (then (return (i32.const 9))))
-        (if (i64.ne (i64.load (i32.load (i32.const 20))) (i64.load (i32.const 100))) (then (return (i32.const 10))))
-        ;; The end: stream-error.closed.
-        (call $read (local.get $in) (i64.const 1000) (i32.const 16))
-        (if (i32.eqz (i32.load8_u (i32.const 16))) (then (return (i32.const 11))))
-        (if (i32.ne (i32.load8_u (i32.const 20)) (i32.const 1)) (then (return (i32.const 12))))
-        (call $get_data (local.get $c) (i32.const 200) (i32.const 3) (i64.const 6) (i64.const 9) (i32.const 16))
-        (if (i32.load8_u (i32.const 16)) (then (return (i32.const 13))))
-        (call $consume_sync (i32.load (i32.const 20)) (i32.const 16))
-        (if (i32.load8_u (i32.const 16)) (then (return (i32.const 14))))
-        (if (i32.ne (i32.load (i32.const 24)) (i32.const 4)) (then (return (i32.const 15))))
-        (if (i32.ne (i32.load (i32.load (i32.const 20))) (i32.load (i32.const 106))) (then (return (i32.const 16))))
-        (i32.const 0))
-    )"#;
-
-    const WORLD: &str = "package test:guest;
-        world guest {
-            import wasi:blobstore/blobstore@0.2.0-draft;
-            import wasi:io/streams@0.2.1;
-            export run: func() -> u32;
-        }";
-
-    fn component() -> &'static [u8] {
-        let wit = concat!(env!("CARGO_MANIFEST_DIR"), "/../../wit/deps");
-        let mut resolve = wit_parser::Resolve::default();
-        resolve.push_dir(format!("{wit}/io-0.2.1")).unwrap();
-        resolve
-            .push_dir(format!("{wit}/blobstore-0.2.0-draft"))
-            .unwrap();
-        let pkg = resolve.push_str("guest.wit", WORLD).unwrap();
-        let world = resolve.select_world(&[pkg], Some("guest")).unwrap();
-        let mut module = wat::parse_str(GUEST).unwrap();
-        wit_component::embed_component_metadata(
-            &mut module,
-            &resolve,
-            world,
-            wit_component::StringEncoding::UTF8,
-            false,
-        )
-        .unwrap();
-        let bytes = wit_component::ComponentEncoder::default()
-            .module(&module)
-            .unwrap()
-            .validate(true)
-            .encode()
-            .unwrap();
-        Box::leak(bytes.into_boxed_slice())
-    }
-
-    struct State {
-        kernel: KernelCtx,
-        blobstore: Ctx,
-    }
-
-    impl WasiView for State {
-        fn ctx(&mut self) -> WasiCtxView<'_> {
-            self.kernel.wasi_view()
-        }
-    }
-
-    impl Host for State {
-        fn kernel(&mut self) -> &mut KernelCtx {
-            &mut self.kernel
-        }
-    }
-
-    impl View<Ctx> for State {
-        fn view(&mut self) -> CtxView<'_, Ctx> {
-            CtxView {
-                ctx: &mut self.blobstore,
-                table: &mut self.kernel.table,
-            }
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_guest_writes_and_reads_through_the_kernels_wasi_io() {
-        let dir = tempfile::tempdir().unwrap();
-        let app: &'static App = Box::leak(Box::new(App {
-            limits: Limits {
-                instances: 1,
-                ..Limits::DEFAULT
-            },
-            data_dir: Some(Box::leak(
-                dir.path().to_str().unwrap().to_string().into_boxed_str(),
-            )),
-            ..App::new("blobstore-test", Code::Wasm(component()))
-        }));
-        let kernel = Kernel::new(app, Cli::default()).unwrap();
-        let ctx = crate::embedded::connect(&kernel.backend_config("blobstore", "embedded", &[]))
-            .await
-            .unwrap();
-        let mut linker = kernel.linker::<State>().unwrap();
-        crate::add_to_linker(&mut linker).unwrap();
-        let pre = kernel.instantiate_pre(&linker).unwrap();
-        let mut store = kernel.store(State {
-            kernel: kernel.ctx(),
-            blobstore: ctx.clone(),
-        });
-        let instance = pre.instantiate_async(&mut store).await.unwrap();
-        let run = instance
-            .get_typed_func::<(), (u32,)>(&mut store, "run")
-            .unwrap();
-        assert_eq!(run.call_async(&mut store, ()).await.unwrap(), (0,));
-        let info = ctx
-            .backend()
-            .object_info("c", "obj")
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(info.size, 15);
     }
 }

@@ -31,6 +31,22 @@
 //!   from or to; anything else is the error
 //!   ``container `x` is not granted: add it to [blobstore] containers in qwasr.toml``.
 //!
+//! # Flavours
+//!
+//! One cargo feature per WIT flavour of `wasi:blobstore@0.2.0-draft`, over
+//! the same backend and with the same behaviour (grants, error texts,
+//! durability, streaming):
+//!
+//! - `sync` (default): the proposal's WIT, sync functions, values through
+//!   `wasi:io@0.2.1` streams (WASI 0.2 guests).
+//! - `async`: the original Qwasr's WIT, the same functions as `async func`s,
+//!   values through `wasi:io@0.2.2` streams (WASI 0.3 guests). It needs the
+//!   component model's async ABI (`qwasr-kernel/p3`, an app with
+//!   `concurrency`).
+//!
+//! Both bind the same name@version, so a runtime links one: with both
+//! features on, [`add_to_linker`] returns an error.
+//!
 //! # The embedded default
 //!
 //! [`embedded`] keeps containers as directories and objects as files under
@@ -51,12 +67,71 @@
 
 #![deny(missing_docs)]
 // Without a binding feature the resource types and operations are unused.
-#![cfg_attr(not(feature = "sync"), allow(dead_code))]
+#![cfg_attr(not(any(feature = "sync", feature = "async")), allow(dead_code))]
+
+/// `bindgen!` for one flavour's WIT (`path`) and function flavours
+/// (`imports`), with what every flavour shares: the kernel's `wasi:io`
+/// (wasmtime-wasi's, so the stream resources are the same) and this crate's
+/// resource types.
+#[cfg(any(feature = "sync", feature = "async"))]
+macro_rules! bindgen {
+    ($path:tt, $imports:tt) => {
+        wasmtime::component::bindgen!({
+            path: $path,
+            world: "wasi:blobstore/imports",
+            imports: $imports,
+            with: {
+                "wasi:io": wasmtime_wasi::p2::bindings::io,
+                "wasi:blobstore/container.container": crate::Container,
+                "wasi:blobstore/container.stream-object-names": crate::ObjectNames,
+                "wasi:blobstore/types.outgoing-value": crate::OutgoingValue,
+                "wasi:blobstore/types.incoming-value": crate::IncomingValue,
+            },
+            anyhow: true,
+        });
+    };
+}
+
+/// Conversions between this crate's values and one flavour's generated
+/// `types` records.
+#[cfg(any(feature = "sync", feature = "async"))]
+macro_rules! conversions {
+    ($types:ident) => {
+        impl From<crate::ContainerInfo> for $types::ContainerMetadata {
+            fn from(i: crate::ContainerInfo) -> Self {
+                Self {
+                    name: i.name,
+                    created_at: i.created_at,
+                }
+            }
+        }
+
+        impl From<crate::ObjectInfo> for $types::ObjectMetadata {
+            fn from(i: crate::ObjectInfo) -> Self {
+                Self {
+                    name: i.name,
+                    container: i.container,
+                    created_at: i.created_at,
+                    size: i.size,
+                }
+            }
+        }
+
+        impl From<$types::ObjectId> for crate::ObjectId {
+            fn from(o: $types::ObjectId) -> Self {
+                crate::ObjectId::new(o.container, o.object)
+            }
+        }
+    };
+}
 
 #[cfg(feature = "sync")]
 mod draft;
+#[cfg(feature = "async")]
+mod draft_async;
 pub mod embedded;
-#[cfg(feature = "sync")]
+#[cfg(test)]
+mod guest_tests;
 mod streams;
 
 use anyhow::Result;
@@ -377,6 +452,8 @@ enum Stage {
     Open,
     /// Named while its stream was still open: stored by `finish`.
     Named(ObjectId),
+    /// `write-data` is storing it (an `async func` call may still be running).
+    Storing(ObjectId),
     /// Stored.
     Stored(ObjectId),
     /// Storing it failed (the guest got the error).
@@ -397,19 +474,48 @@ pub struct IncomingValue {
 
 /// A listing in progress, as the guest holds it (`stream-object-names`).
 pub struct ObjectNames {
+    /// Behind an async lock, so a read can await the backend without
+    /// holding the store, and overlapping reads of one stream take turns.
+    listing: Arc<tokio::sync::Mutex<Listing>>,
+}
+
+struct Listing {
     lister: Box<dyn ObjectLister>,
     buffered: VecDeque<String>,
     end: bool,
 }
 
-/// Adds every `wasi:blobstore` flavour compiled in (cargo features) to the
-/// linker. `wasi:io` comes from the kernel's linker
+/// Adds the `wasi:blobstore` flavour compiled in (cargo feature `sync` or
+/// `async`) to the linker. `wasi:io` comes from the kernel's linker
 /// (`wasmtime_wasi::p2::add_to_linker_async`), whose streams these share.
+///
+/// Both flavours bind `wasi:blobstore@0.2.0-draft`, which one linker holds
+/// once: with both features on this is an error (qwasr-gen enables the one
+/// the component imports).
 pub fn add_to_linker<T: View<Ctx> + 'static>(linker: &mut Linker<T>) -> Result<()> {
-    #[cfg(feature = "sync")]
-    draft::add_to_linker(linker)?;
-    let _ = linker;
-    Ok(())
+    #[cfg(all(feature = "sync", feature = "async"))]
+    {
+        // Both stay compiled (`--all-features` builds); neither is linked.
+        let _ = (
+            linker,
+            draft::add_to_linker::<T>,
+            draft_async::add_to_linker::<T>,
+        );
+        anyhow::bail!(
+            "qwasr-wasi-blobstore is built with both the `sync` and the `async` feature, two \
+             flavours of wasi:blobstore@0.2.0-draft that cannot be linked together; enable \
+             only the one the component imports"
+        )
+    }
+    #[cfg(not(all(feature = "sync", feature = "async")))]
+    {
+        #[cfg(feature = "sync")]
+        draft::add_to_linker(linker)?;
+        #[cfg(feature = "async")]
+        draft_async::add_to_linker(linker)?;
+        let _ = linker;
+        Ok(())
+    }
 }
 
 struct HasBlobstore;
@@ -422,14 +528,30 @@ fn view<T: View<Ctx>>(t: &mut T) -> qwasr_kernel::CtxView<'_, Ctx> {
     t.view()
 }
 
+/// How the shared operations reach a store's context and table. The sync
+/// flavour hands in its view, borrowed for the whole call; the async flavour
+/// an `Accessor`, borrowed for one `with` at a time: no operation touches
+/// the table across an await.
+trait Access: Send {
+    /// Runs `f` with the view.
+    fn with<R>(&mut self, f: impl FnOnce(&mut qwasr_kernel::CtxView<'_, Ctx>) -> R) -> R;
+}
+
+impl Access for qwasr_kernel::CtxView<'_, Ctx> {
+    fn with<R>(&mut self, f: impl FnOnce(&mut qwasr_kernel::CtxView<'_, Ctx>) -> R) -> R {
+        f(self)
+    }
+}
+
 /// The operations every flavour shares. The outer `Result` traps the guest
 /// (a bad resource handle); the inner one is the error string the guest
 /// gets.
 mod ops {
     use super::*;
     use crate::errors::{Shown, no_container};
-    use qwasr_kernel::CtxView;
+    use crate::streams::{BodyStream, ValueStream};
     use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
     pub(crate) type Op<T> = Result<Result<T, String>>;
 
@@ -437,96 +559,97 @@ mod ops {
         format!("{e:#}")
     }
 
-    fn container(v: &CtxView<'_, Ctx>, c: &Resource<Container>) -> Result<String> {
-        Ok(v.table.get(c)?.name.clone())
+    /// The backend, if the manifest grants every one of `names`.
+    fn granted(s: &mut impl Access, names: &[&str]) -> Result<Arc<dyn Blobstore>, String> {
+        s.with(|v| {
+            for name in names {
+                v.ctx.grant(name)?;
+            }
+            Ok(v.ctx.backend.clone())
+        })
+    }
+
+    /// The backend and the name of an open container.
+    fn open(s: &mut impl Access, c: &Resource<Container>) -> Result<(Arc<dyn Blobstore>, String)> {
+        s.with(|v| Ok((v.ctx.backend.clone(), v.table.get(c)?.name.clone())))
+    }
+
+    fn push<R: Send + 'static>(s: &mut impl Access, r: R) -> Result<Resource<R>> {
+        s.with(|v| Ok(v.table.push(r)?))
     }
 
     pub(crate) async fn create_container(
-        v: &mut CtxView<'_, Ctx>,
+        s: &mut impl Access,
         name: String,
     ) -> Op<Resource<Container>> {
-        if let Err(e) = v.ctx.grant(&name) {
-            return Ok(Err(e));
-        }
-        match v.ctx.backend.create_container(&name).await {
-            Ok(_) => Ok(Ok(v.table.push(Container { name })?)),
+        let backend = match granted(s, &[&name]) {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        match backend.create_container(&name).await {
+            Ok(_) => Ok(Ok(push(s, Container { name })?)),
             Err(e) => Ok(Err(text(e))),
         }
     }
 
     pub(crate) async fn get_container(
-        v: &mut CtxView<'_, Ctx>,
+        s: &mut impl Access,
         name: String,
     ) -> Op<Resource<Container>> {
-        if let Err(e) = v.ctx.grant(&name) {
-            return Ok(Err(e));
-        }
-        match v.ctx.backend.container_info(&name).await {
-            Ok(Some(_)) => Ok(Ok(v.table.push(Container { name })?)),
+        let backend = match granted(s, &[&name]) {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        match backend.container_info(&name).await {
+            Ok(Some(_)) => Ok(Ok(push(s, Container { name })?)),
             Ok(None) => Ok(Err(text(no_container(&name)))),
             Err(e) => Ok(Err(text(e))),
         }
     }
 
-    pub(crate) async fn delete_container(v: &mut CtxView<'_, Ctx>, name: String) -> Op<()> {
-        if let Err(e) = v.ctx.grant(&name) {
-            return Ok(Err(e));
-        }
-        Ok(v.ctx.backend.delete_container(&name).await.map_err(text))
+    pub(crate) async fn delete_container(s: &mut impl Access, name: String) -> Op<()> {
+        let backend = match granted(s, &[&name]) {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(backend.delete_container(&name).await.map_err(text))
     }
 
-    pub(crate) async fn container_exists(v: &mut CtxView<'_, Ctx>, name: String) -> Op<bool> {
-        if let Err(e) = v.ctx.grant(&name) {
-            return Ok(Err(e));
-        }
-        Ok(v.ctx
-            .backend
+    pub(crate) async fn container_exists(s: &mut impl Access, name: String) -> Op<bool> {
+        let backend = match granted(s, &[&name]) {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(backend
             .container_info(&name)
             .await
             .map(|i| i.is_some())
             .map_err(text))
     }
 
-    pub(crate) async fn copy_object(
-        v: &mut CtxView<'_, Ctx>,
-        src: ObjectId,
-        dest: ObjectId,
-    ) -> Op<()> {
-        if let Err(e) = v
-            .ctx
-            .grant(&src.container)
-            .and(v.ctx.grant(&dest.container))
-        {
-            return Ok(Err(e));
-        }
-        Ok(v.ctx.backend.copy_object(&src, &dest).await.map_err(text))
+    pub(crate) async fn copy_object(s: &mut impl Access, src: ObjectId, dest: ObjectId) -> Op<()> {
+        let backend = match granted(s, &[&src.container, &dest.container]) {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(backend.copy_object(&src, &dest).await.map_err(text))
     }
 
-    pub(crate) async fn move_object(
-        v: &mut CtxView<'_, Ctx>,
-        src: ObjectId,
-        dest: ObjectId,
-    ) -> Op<()> {
-        if let Err(e) = v
-            .ctx
-            .grant(&src.container)
-            .and(v.ctx.grant(&dest.container))
-        {
-            return Ok(Err(e));
-        }
-        Ok(v.ctx.backend.move_object(&src, &dest).await.map_err(text))
+    pub(crate) async fn move_object(s: &mut impl Access, src: ObjectId, dest: ObjectId) -> Op<()> {
+        let backend = match granted(s, &[&src.container, &dest.container]) {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(backend.move_object(&src, &dest).await.map_err(text))
     }
 
-    pub(crate) fn name(v: &mut CtxView<'_, Ctx>, c: &Resource<Container>) -> Op<String> {
-        Ok(Ok(container(v, c)?))
+    pub(crate) fn name(s: &mut impl Access, c: &Resource<Container>) -> Op<String> {
+        Ok(Ok(open(s, c)?.1))
     }
 
-    pub(crate) async fn info(
-        v: &mut CtxView<'_, Ctx>,
-        c: &Resource<Container>,
-    ) -> Op<ContainerInfo> {
-        let name = container(v, c)?;
-        Ok(match v.ctx.backend.container_info(&name).await {
+    pub(crate) async fn info(s: &mut impl Access, c: &Resource<Container>) -> Op<ContainerInfo> {
+        let (backend, name) = open(s, c)?;
+        Ok(match backend.container_info(&name).await {
             Ok(Some(info)) => Ok(info),
             Ok(None) => Err(text(no_container(&name))),
             Err(e) => Err(text(e)),
@@ -534,15 +657,15 @@ mod ops {
     }
 
     pub(crate) async fn get_data(
-        v: &mut CtxView<'_, Ctx>,
+        s: &mut impl Access,
         c: &Resource<Container>,
         name: String,
         start: u64,
         end: u64,
     ) -> Op<Resource<IncomingValue>> {
-        let container = container(v, c)?;
-        match v.ctx.backend.read(&container, &name, start, end).await {
-            Ok(reader) => Ok(Ok(v.table.push(IncomingValue { reader })?)),
+        let (backend, container) = open(s, c)?;
+        match backend.read(&container, &name, start, end).await {
+            Ok(reader) => Ok(Ok(push(s, IncomingValue { reader })?)),
             Err(e) => Ok(Err(text(e))),
         }
     }
@@ -572,89 +695,107 @@ mod ops {
         writer.commit(&id.container, &id.name).await.map_err(text)
     }
 
+    const FAILED: &str =
+        "this outgoing-value could not be stored (see the error write-data returned)";
+
+    /// What `write-data` stores once the store is released.
+    type Pending = (
+        Arc<dyn Blobstore>,
+        Option<Box<dyn ObjectWriter>>,
+        Option<String>,
+        ObjectId,
+    );
+
     pub(crate) async fn write_data(
-        v: &mut CtxView<'_, Ctx>,
+        s: &mut impl Access,
         c: &Resource<Container>,
         name: String,
         data: &Resource<OutgoingValue>,
     ) -> Op<()> {
-        let id = ObjectId::new(container(v, c)?, name);
-        let backend = v.ctx.backend.clone();
-        let value = v.table.get_mut(data)?;
-        match &value.stage {
-            Stage::Open => {}
-            Stage::Named(first) | Stage::Stored(first) => {
-                return Ok(Err(format!(
-                    "write-data was already called for this outgoing-value (object `{}` in container `{}`); \
-                     use a new outgoing-value for another object",
-                    Shown(&first.name),
-                    Shown(&first.container)
-                )));
+        let pending = s.with(|v| -> Result<Result<Option<Pending>, String>> {
+            let id = ObjectId::new(v.table.get(c)?.name.clone(), name);
+            let backend = v.ctx.backend.clone();
+            let value = v.table.get_mut(data)?;
+            match &value.stage {
+                Stage::Open => {}
+                Stage::Named(first) | Stage::Storing(first) | Stage::Stored(first) => {
+                    return Ok(Err(format!(
+                        "write-data was already called for this outgoing-value (object `{}` in container `{}`); \
+                         use a new outgoing-value for another object",
+                        Shown(&first.name),
+                        Shown(&first.container)
+                    )));
+                }
+                Stage::Failed => return Ok(Err(FAILED.to_string())),
             }
-            Stage::Failed => {
-                return Ok(Err(
-                    "this outgoing-value could not be stored (see the error write-data returned)"
-                        .to_string(),
-                ));
-            }
-        }
-        let (streaming, writer, failure) = {
             let mut body = lock(&value.body);
             if body.streaming {
-                (true, None, None)
-            } else {
-                (false, body.writer.take(), body.failure.take())
+                // The guest still writes the body: `finish` stores it.
+                drop(body);
+                value.stage = Stage::Named(id);
+                return Ok(Ok(None));
             }
+            let (writer, failure) = (body.writer.take(), body.failure.take());
+            drop(body);
+            value.stage = Stage::Storing(id.clone());
+            Ok(Ok(Some((backend, writer, failure, id))))
+        })?;
+        let (backend, writer, failure, id) = match pending {
+            Ok(Some(pending)) => pending,
+            Ok(None) => return Ok(Ok(())),
+            Err(e) => return Ok(Err(e)),
         };
-        if streaming {
-            // The guest still writes the body: `finish` stores it.
-            value.stage = Stage::Named(id);
-            return Ok(Ok(()));
-        }
         let stored = store(&backend, writer, failure, &id).await;
-        value.stage = match stored {
-            Ok(()) => Stage::Stored(id),
-            Err(_) => Stage::Failed,
-        };
+        s.with(|v| -> Result<()> {
+            v.table.get_mut(data)?.stage = match stored {
+                Ok(()) => Stage::Stored(id),
+                Err(_) => Stage::Failed,
+            };
+            Ok(())
+        })?;
         Ok(stored)
     }
 
     pub(crate) async fn list_objects(
-        v: &mut CtxView<'_, Ctx>,
+        s: &mut impl Access,
         c: &Resource<Container>,
     ) -> Op<Resource<ObjectNames>> {
-        let container = container(v, c)?;
-        match v.ctx.backend.list_objects(&container).await {
-            Ok(lister) => Ok(Ok(v.table.push(ObjectNames {
-                lister,
-                buffered: VecDeque::new(),
-                end: false,
-            })?)),
+        let (backend, container) = open(s, c)?;
+        match backend.list_objects(&container).await {
+            Ok(lister) => {
+                let listing = Listing {
+                    lister,
+                    buffered: VecDeque::new(),
+                    end: false,
+                };
+                Ok(Ok(push(
+                    s,
+                    ObjectNames {
+                        listing: Arc::new(tokio::sync::Mutex::new(listing)),
+                    },
+                )?))
+            }
             Err(e) => Ok(Err(text(e))),
         }
     }
 
     pub(crate) async fn delete_object(
-        v: &mut CtxView<'_, Ctx>,
+        s: &mut impl Access,
         c: &Resource<Container>,
         name: String,
     ) -> Op<()> {
-        let container = container(v, c)?;
-        Ok(v.ctx
-            .backend
-            .delete_object(&container, &name)
-            .await
-            .map_err(text))
+        let (backend, container) = open(s, c)?;
+        Ok(backend.delete_object(&container, &name).await.map_err(text))
     }
 
     pub(crate) async fn delete_objects(
-        v: &mut CtxView<'_, Ctx>,
+        s: &mut impl Access,
         c: &Resource<Container>,
         names: Vec<String>,
     ) -> Op<()> {
-        let container = container(v, c)?;
+        let (backend, container) = open(s, c)?;
         for name in names {
-            if let Err(e) = v.ctx.backend.delete_object(&container, &name).await {
+            if let Err(e) = backend.delete_object(&container, &name).await {
                 return Ok(Err(text(e)));
             }
         }
@@ -662,13 +803,12 @@ mod ops {
     }
 
     pub(crate) async fn has_object(
-        v: &mut CtxView<'_, Ctx>,
+        s: &mut impl Access,
         c: &Resource<Container>,
         name: String,
     ) -> Op<bool> {
-        let container = container(v, c)?;
-        Ok(v.ctx
-            .backend
+        let (backend, container) = open(s, c)?;
+        Ok(backend
             .object_info(&container, &name)
             .await
             .map(|i| i.is_some())
@@ -676,53 +816,72 @@ mod ops {
     }
 
     pub(crate) async fn object_info(
-        v: &mut CtxView<'_, Ctx>,
+        s: &mut impl Access,
         c: &Resource<Container>,
         name: String,
     ) -> Op<ObjectInfo> {
-        let container = container(v, c)?;
-        Ok(match v.ctx.backend.object_info(&container, &name).await {
+        let (backend, container) = open(s, c)?;
+        Ok(match backend.object_info(&container, &name).await {
             Ok(Some(info)) => Ok(info),
             Ok(None) => Err(text(errors::no_object(&container, &name))),
             Err(e) => Err(text(e)),
         })
     }
 
-    pub(crate) async fn clear(v: &mut CtxView<'_, Ctx>, c: &Resource<Container>) -> Op<()> {
-        let container = container(v, c)?;
-        Ok(v.ctx.backend.clear(&container).await.map_err(text))
+    pub(crate) async fn clear(s: &mut impl Access, c: &Resource<Container>) -> Op<()> {
+        let (backend, container) = open(s, c)?;
+        Ok(backend.clear(&container).await.map_err(text))
+    }
+
+    fn listing(
+        s: &mut impl Access,
+        names: &Resource<ObjectNames>,
+    ) -> Result<Arc<tokio::sync::Mutex<Listing>>> {
+        s.with(|v| Ok(v.table.get(names)?.listing.clone()))
+    }
+
+    impl Listing {
+        /// Buffers the next page of at most `max` names.
+        async fn fetch(&mut self, max: usize) -> Result<(), String> {
+            let page = self.lister.next_page(max).await.map_err(text)?;
+            self.buffered.extend(page.names);
+            self.end = !page.more;
+            Ok(())
+        }
+
+        fn done(&self) -> bool {
+            self.end && self.buffered.is_empty()
+        }
     }
 
     pub(crate) async fn read_names(
-        v: &mut CtxView<'_, Ctx>,
+        s: &mut impl Access,
         names: &Resource<ObjectNames>,
         len: u64,
     ) -> Op<(Vec<String>, bool)> {
-        let names = v.table.get_mut(names)?;
+        let listing = listing(s, names)?;
+        let mut names = listing.lock().await;
         let want = usize::try_from(len)
             .unwrap_or(usize::MAX)
             .min(MAX_NAMES_PER_READ);
         while names.buffered.len() < want && !names.end {
             let ask = (want - names.buffered.len()).min(PAGE);
-            match names.lister.next_page(ask).await {
-                Ok(page) => {
-                    names.buffered.extend(page.names);
-                    names.end = !page.more;
-                }
-                Err(e) => return Ok(Err(text(e))),
+            if let Err(e) = names.fetch(ask).await {
+                return Ok(Err(e));
             }
         }
         let n = want.min(names.buffered.len());
         let out: Vec<String> = names.buffered.drain(..n).collect();
-        Ok(Ok((out, names.end && names.buffered.is_empty())))
+        Ok(Ok((out, names.done())))
     }
 
     pub(crate) async fn skip_names(
-        v: &mut CtxView<'_, Ctx>,
+        s: &mut impl Access,
         names: &Resource<ObjectNames>,
         num: u64,
     ) -> Op<(u64, bool)> {
-        let names = v.table.get_mut(names)?;
+        let listing = listing(s, names)?;
+        let mut names = listing.lock().await;
         let mut skipped: u64 = 0;
         while skipped < num {
             if names.buffered.is_empty() {
@@ -730,12 +889,8 @@ mod ops {
                     break;
                 }
                 let ask = usize::try_from(num - skipped).unwrap_or(PAGE).min(PAGE);
-                match names.lister.next_page(ask).await {
-                    Ok(page) => {
-                        names.buffered.extend(page.names);
-                        names.end = !page.more;
-                    }
-                    Err(e) => return Ok(Err(text(e))),
+                if let Err(e) = names.fetch(ask).await {
+                    return Ok(Err(e));
                 }
                 continue;
             }
@@ -745,31 +900,58 @@ mod ops {
             names.buffered.drain(..n);
             skipped += n as u64;
         }
-        Ok(Ok((skipped, names.end && names.buffered.is_empty())))
+        Ok(Ok((skipped, names.done())))
     }
 
-    pub(crate) fn new_outgoing_value(v: &mut CtxView<'_, Ctx>) -> Result<Resource<OutgoingValue>> {
-        Ok(v.table.push(OutgoingValue {
-            body: Arc::new(Mutex::new(Body::default())),
-            taken: false,
-            stage: Stage::Open,
-        })?)
+    pub(crate) fn new_outgoing_value(s: &mut impl Access) -> Result<Resource<OutgoingValue>> {
+        push(
+            s,
+            OutgoingValue {
+                body: Arc::new(Mutex::new(Body::default())),
+                taken: false,
+                stage: Stage::Open,
+            },
+        )
     }
 
-    pub(crate) async fn finish(v: &mut CtxView<'_, Ctx>, value: Resource<OutgoingValue>) -> Op<()> {
+    /// `outgoing-value-write-body`: the value's output stream, at most once.
+    pub(crate) fn write_body(
+        s: &mut impl Access,
+        value: Resource<OutgoingValue>,
+    ) -> Result<Result<Resource<DynOutputStream>, ()>> {
+        s.with(|v| {
+            let backend = v.ctx.backend.clone();
+            let out = v.table.get_mut(&value)?;
+            // At most once, and not after write-data stored an empty body.
+            if out.taken || !matches!(out.stage, Stage::Open) {
+                return Ok(Err(()));
+            }
+            out.taken = true;
+            lock(&out.body).streaming = true;
+            let stream: DynOutputStream = Box::new(BodyStream::new(backend, out.body.clone()));
+            // A child: finishing or dropping the value while the stream is
+            // open traps, as the WIT says.
+            Ok(Ok(v.table.push_child(stream, &value)?))
+        })
+    }
+
+    pub(crate) async fn finish(s: &mut impl Access, value: Resource<OutgoingValue>) -> Op<()> {
         // Traps while the body stream is still open: it is a child resource.
-        let value = v.table.delete(value)?;
+        let (value, backend) =
+            s.with(|v| -> Result<_> { Ok((v.table.delete(value)?, v.ctx.backend.clone())) })?;
         let (writer, failure) = {
             let mut body = lock(&value.body);
             (body.writer.take(), body.failure.take())
         };
         match value.stage {
             Stage::Stored(_) => Ok(Ok(())),
-            Stage::Failed => Ok(Err(
-                "this outgoing-value could not be stored (see the error write-data returned)"
-                    .to_string(),
-            )),
-            Stage::Named(id) => Ok(store(&v.ctx.backend, writer, failure, &id).await),
+            Stage::Failed => Ok(Err(FAILED.to_string())),
+            Stage::Storing(id) => Ok(Err(format!(
+                "finish was called before write-data finished storing object `{}` in container `{}`",
+                Shown(&id.name),
+                Shown(&id.container)
+            ))),
+            Stage::Named(id) => Ok(store(&backend, writer, failure, &id).await),
             Stage::Open => {
                 if let Some(w) = writer {
                     w.abort().await;
@@ -784,10 +966,10 @@ mod ops {
     }
 
     pub(crate) async fn drop_outgoing_value(
-        v: &mut CtxView<'_, Ctx>,
+        s: &mut impl Access,
         value: Resource<OutgoingValue>,
     ) -> Result<()> {
-        let value = v.table.delete(value)?;
+        let value = s.with(|v| v.table.delete(value))?;
         let writer = lock(&value.body).writer.take();
         if let Some(w) = writer {
             w.abort().await;
@@ -796,16 +978,16 @@ mod ops {
     }
 
     pub(crate) async fn consume_sync(
-        v: &mut CtxView<'_, Ctx>,
+        s: &mut impl Access,
         value: Resource<IncomingValue>,
     ) -> Op<Vec<u8>> {
-        let IncomingValue { mut reader } = v.table.delete(value)?;
+        let (IncomingValue { mut reader }, max) =
+            s.with(|v| -> Result<_> { Ok((v.table.delete(value)?, v.ctx.max_sync_read)) })?;
         let size = reader.size();
-        if size > v.ctx.max_sync_read {
+        if size > max {
             return Ok(Err(format!(
-                "the value is {size} bytes, more than an instance may hold ({} bytes, [limits] memory): \
-                 read it with incoming-value-consume-async",
-                v.ctx.max_sync_read
+                "the value is {size} bytes, more than an instance may hold ({max} bytes, [limits] memory): \
+                 read it with incoming-value-consume-async"
             )));
         }
         let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
@@ -818,7 +1000,27 @@ mod ops {
         }
     }
 
-    pub(crate) fn size(v: &mut CtxView<'_, Ctx>, value: &Resource<IncomingValue>) -> Result<u64> {
-        Ok(v.table.get(value)?.reader.size())
+    /// `incoming-value-consume-async`: the value as an input stream.
+    pub(crate) fn consume_async(
+        s: &mut impl Access,
+        value: Resource<IncomingValue>,
+    ) -> Op<Resource<DynInputStream>> {
+        s.with(|v| {
+            let IncomingValue { reader } = v.table.delete(value)?;
+            let stream: DynInputStream = Box::new(ValueStream::new(reader));
+            Ok(Ok(v.table.push(stream)?))
+        })
+    }
+
+    pub(crate) fn size(s: &mut impl Access, value: &Resource<IncomingValue>) -> Result<u64> {
+        s.with(|v| Ok(v.table.get(value)?.reader.size()))
+    }
+
+    /// Drops a resource that needs no clean-up beyond its Rust `Drop`.
+    pub(crate) fn delete<R: 'static>(s: &mut impl Access, r: Resource<R>) -> Result<()> {
+        s.with(|v| {
+            v.table.delete(r)?;
+            Ok(())
+        })
     }
 }

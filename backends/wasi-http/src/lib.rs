@@ -4,11 +4,15 @@
 //! fresh instance per request.
 //!
 //! Serves `wasi:http@0.2.x` (any patch version; the linker matches
-//! semver-compatibly).
+//! semver-compatibly), and with the `p3` feature also `wasi:http@0.3.x`:
+//! `types` and `client` under the same allow-list, and a `handler` export
+//! served by the same server with the same limits (see [`serve`]).
 
 #![deny(missing_docs)]
 
 mod server;
+#[cfg(feature = "p3")]
+mod server_p3;
 
 pub use server::serve;
 
@@ -50,11 +54,22 @@ pub mod embedded {
     }
 }
 
-/// Adds `wasi:http/types` and `wasi:http/outgoing-handler` to the linker.
+/// Adds `wasi:http/types` and `wasi:http/outgoing-handler` (0.2) to the
+/// linker, and with the `p3` feature, on an engine with concurrency support,
+/// `wasi:http/types` and `wasi:http/client` (0.3). Outgoing requests of both
+/// go through the same allow-list.
 pub fn add_to_linker<T: View<Ctx> + 'static>(linker: &mut Linker<T>) -> Result<()> {
     let options = wasmtime_wasi_http::p2::bindings::LinkOptions::default();
     outgoing_handler::add_to_linker::<T, WasiHttp>(linker, wasi_http_view::<T>)?;
     types::add_to_linker::<T, WasiHttp>(linker, &options.into(), wasi_http_view::<T>)?;
+    // An app without concurrency cannot import WASI 0.3, and wasmtime would
+    // refuse to register its host functions.
+    #[cfg(feature = "p3")]
+    if qwasr_kernel::concurrency_support(linker.engine()) {
+        use wasmtime_wasi_http::p3::bindings::http::{client, types};
+        client::add_to_linker::<T, WasiHttp>(linker, wasi_http_view::<T>)?;
+        types::add_to_linker::<T, WasiHttp>(linker, wasi_http_view::<T>)?;
+    }
     Ok(())
 }
 
@@ -113,7 +128,8 @@ impl WasiHttpHooks for Hooks {
             default.send_request(request, options, fut)
         }
         // Unreachable through qwasr-gen, which enables `outgoing` for every
-        // component importing outgoing-handler; kept so the crate stands alone.
+        // component importing outgoing-handler or client; kept so the crate
+        // stands alone.
         #[cfg(not(feature = "outgoing"))]
         {
             let _ = (options, fut);

@@ -1,24 +1,32 @@
-//! The HTTP server for a `wasi:http/incoming-handler` export.
+//! The HTTP server: one listener, accept loop and graceful shutdown for
+//! either export, and the handler for `wasi:http/incoming-handler@0.2.x`
+//! (`handler@0.3.x` is in `server_p3.rs`).
 
 use crate::Ctx;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use qwasr_kernel::{Host, Kernel, KernelCtx, View};
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-/// Serves the component's `incoming-handler` export on the kernel's HTTP
+/// Serves the component's `wasi:http/incoming-handler@0.2.x` export, or with
+/// the `p3` feature its `wasi:http/handler@0.3.x` export, on the kernel's HTTP
 /// address until SIGINT/SIGTERM, then finishes in-flight requests and returns.
 ///
-/// `new_state` builds the store state for one request from fresh kernel state.
+/// Each request runs in a fresh instance from the pool, holding one of the
+/// kernel's permits while the instance lives, under the app's memory limit and
+/// timeout. `new_state` builds the store state for one request from fresh
+/// kernel state.
 pub async fn serve<T, F>(
     kernel: &Kernel,
     linker: &wasmtime::component::Linker<T>,
@@ -28,9 +36,59 @@ where
     T: Host + View<Ctx>,
     F: Fn(KernelCtx) -> T + Send + Sync + 'static,
 {
-    let pre = ProxyPre::new(kernel.instantiate_pre(linker)?)
+    let pre = kernel.instantiate_pre(linker)?;
+    #[cfg(feature = "p3")]
+    let (pre, p3) = match wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()) {
+        Ok(service) => {
+            let server = crate::server_p3::Server::new(kernel.clone(), service, new_state);
+            return listen(kernel, server).await;
+        }
+        // Not the 0.3 export: try 0.2's, and say why neither fits.
+        Err(e) => (pre, e),
+    };
+    #[cfg(feature = "p3")]
+    let neither = format!(
+        "the component exports neither wasi:http/handler@0.3.x ({p3}) \
+         nor wasi:http/incoming-handler@0.2.x"
+    );
+    #[cfg(not(feature = "p3"))]
+    let neither = "the component does not export wasi:http/incoming-handler@0.2.x";
+    let pre = ProxyPre::new(pre)
         .map_err(anyhow::Error::from)
-        .context("the component does not export wasi:http/incoming-handler@0.2.x")?;
+        .context(neither)?;
+    let server = Server {
+        kernel: kernel.clone(),
+        pre,
+        new_state,
+    };
+    listen(kernel, server).await
+}
+
+/// Runs one request in a fresh instance: the only part that differs between
+/// the 0.2 and 0.3 exports.
+pub(crate) trait Handler: Send + Sync + 'static {
+    /// The response head (the guest may still be streaming its body), or
+    /// why there is none (answered with a 500). Work outliving the head is
+    /// spawned holding a clone of `in_flight`.
+    fn run(
+        &self,
+        req: hyper::Request<Incoming>,
+        in_flight: &InFlight,
+    ) -> impl Future<Output = Result<hyper::Response<WasiBody>>> + Send;
+}
+
+/// Held by every task that runs a store: shutdown waits until all clones
+/// are gone, so a guest finishing its body or post-return work is not cut
+/// off when the last connection closes.
+#[derive(Clone)]
+pub(crate) struct InFlight {
+    _held: tokio::sync::mpsc::Sender<()>,
+}
+
+/// Listens on the kernel's HTTP address and runs `handler` for every request
+/// until the kernel is stopping; then stops accepting, lets in-flight requests
+/// (and their instances) finish within the app's timeout, and returns.
+async fn listen<H: Handler>(kernel: &Kernel, handler: H) -> Result<()> {
     let addr = kernel.http_addr().to_string();
     let listener = TcpListener::bind(&addr).await.with_context(|| {
         format!("cannot listen on {addr}; set HTTP_ADDR (or --addr) to a free host:port")
@@ -38,11 +96,9 @@ where
     let local = listener.local_addr()?;
     tracing::info!(app = kernel.app().name, "listening on http://{local}");
 
-    let server = Arc::new(Server {
-        kernel: kernel.clone(),
-        pre,
-        new_state,
-    });
+    let handler = Arc::new(handler);
+    let (in_flight, mut drained) = tokio::sync::mpsc::channel::<()>(1);
+    let in_flight = InFlight { _held: in_flight };
     let graceful = GracefulShutdown::new();
     let shutdown = kernel.stopping();
     tokio::pin!(shutdown);
@@ -59,10 +115,17 @@ where
             },
             () = &mut shutdown => break,
         };
-        let server = server.clone();
+        // A body streamed in pieces would otherwise wait on the client's
+        // delayed ACK for each small write (Nagle): ~40 ms per response.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
+        }
+        let handler = handler.clone();
+        let in_flight = in_flight.clone();
         let service = hyper::service::service_fn(move |req| {
-            let server = server.clone();
-            async move { Ok::<_, Infallible>(server.handle(req).await) }
+            let handler = handler.clone();
+            let in_flight = in_flight.clone();
+            async move { Ok::<_, Infallible>(respond(&*handler, req, &in_flight).await) }
         });
         let conn = http1::Builder::new()
             .keep_alive(true)
@@ -75,49 +138,58 @@ where
         });
     }
     drop(listener);
+    drop(in_flight);
+    // Every request is bounded by the timeout; a second more covers
+    // requests that were still waiting for an instance.
     let grace = kernel.app().limits.timeout + std::time::Duration::from_secs(1);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let drain = async {
+        graceful.shutdown().await;
+        // `None` once every connection and store task has dropped its clone.
+        while drained.recv().await.is_some() {}
+    };
+    if tokio::time::timeout(grace, drain).await.is_err() {
         tracing::warn!("requests still running after {grace:?}; stopping anyway");
     }
     Ok(())
 }
 
+/// Runs the handler for one request, logging it; a failure becomes a 500.
+async fn respond<H: Handler>(
+    handler: &H,
+    req: hyper::Request<Incoming>,
+    in_flight: &InFlight,
+) -> hyper::Response<WasiBody> {
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    match handler.run(req, in_flight).await {
+        Ok(resp) => {
+            tracing::debug!(%method, %uri, status = resp.status().as_u16(), "request");
+            resp
+        }
+        Err(e) => {
+            tracing::error!(%method, %uri, "request failed: {e:#}");
+            error_response(500, "internal server error\n")
+        }
+    }
+}
+
+/// The `wasi:http/incoming-handler@0.2.x` export.
 struct Server<T: 'static, F> {
     kernel: Kernel,
     pre: ProxyPre<T>,
     new_state: F,
 }
 
-impl<T, F> Server<T, F>
+impl<T, F> Handler for Server<T, F>
 where
     T: Host + View<Ctx>,
     F: Fn(KernelCtx) -> T + Send + Sync + 'static,
 {
-    async fn handle(
-        &self,
-        req: hyper::Request<hyper::body::Incoming>,
-    ) -> hyper::Response<HyperOutgoingBody> {
-        let method = req.method().clone();
-        let uri = req.uri().clone();
-        match self.run(req).await {
-            Ok(resp) => {
-                tracing::debug!(%method, %uri, status = resp.status().as_u16(), "request");
-                resp
-            }
-            Err(e) => {
-                tracing::error!(%method, %uri, "request failed: {e:#}");
-                error_response(500, "internal server error\n")
-            }
-        }
-    }
-
     async fn run(
         &self,
-        req: hyper::Request<hyper::body::Incoming>,
-    ) -> Result<hyper::Response<HyperOutgoingBody>> {
+        req: hyper::Request<Incoming>,
+        in_flight: &InFlight,
+    ) -> Result<hyper::Response<WasiBody>> {
         // Requests beyond the instance pool wait here rather than fail.
         let permit = self.kernel.permit().await?;
         let mut store = self.kernel.store((self.new_state)(self.kernel.ctx()));
@@ -128,10 +200,12 @@ where
             .new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;
         let pre = self.pre.clone();
+        let in_flight = in_flight.clone();
         // The guest may keep streaming the body after it has sent the head,
         // so it runs in its own task.
         let task = tokio::spawn(async move {
             let _permit = permit;
+            let _in_flight = in_flight;
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
                 .wasi_http_incoming_handler()
@@ -152,7 +226,7 @@ where
     }
 }
 
-fn error_response(status: u16, body: &'static str) -> hyper::Response<HyperOutgoingBody> {
+fn error_response(status: u16, body: &'static str) -> hyper::Response<WasiBody> {
     let body = Full::new(Bytes::from_static(body.as_bytes()))
         .map_err(|never: Infallible| match never {})
         .boxed_unsync();

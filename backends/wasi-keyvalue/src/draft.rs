@@ -17,17 +17,21 @@ mod generated {
 
 use generated::wasi::keyvalue::{atomics, batch, store};
 
-pub(crate) fn add_to_linker<T: View<Ctx> + 'static>(linker: &mut Linker<T>) -> Result<()> {
-    store::add_to_linker::<T, HasKeyValue>(linker, view::<T>)?;
-    atomics::add_to_linker::<T, HasKeyValue>(linker, view::<T>)?;
-    batch::add_to_linker::<T, HasKeyValue>(linker, view::<T>)?;
-    Ok(())
+store_glue!(link add_to_linker: store, atomics, batch);
+
+store_glue!(errors);
+
+impl store::Host for CtxView<'_, Ctx> {
+    store_glue!(open [&mut self] self);
 }
 
-store_glue!();
-
 impl store::HostBucket for CtxView<'_, Ctx> {
-    store_glue!(bucket);
+    store_glue!(bucket [&mut self] self);
+
+    async fn drop(&mut self, b: Resource<Bucket>) -> Result<()> {
+        self.table.delete(b)?;
+        Ok(())
+    }
 
     async fn list_keys(
         &mut self,
@@ -58,28 +62,18 @@ impl atomics::Host for CtxView<'_, Ctx> {
 }
 
 impl batch::Host for CtxView<'_, Ctx> {
-    async fn get_many(
-        &mut self,
-        b: Resource<Bucket>,
-        keys: Vec<String>,
-    ) -> KvResult<Vec<Option<(String, Vec<u8>)>>> {
-        Ok(guest(ops::get_many(self, &b, keys).await)?.map(ops::present))
-    }
-
-    store_glue!(batch writes);
+    store_glue!(get-many [&mut self] self);
+    store_glue!(batch writes [&mut self] self);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{State, backends, borrow, config, drain, fill, numbered};
+    use crate::testing::{State, backends, borrow, connected, drain, fill, numbered};
 
     #[tokio::test]
     async fn an_unlisted_bucket_is_access_denied() {
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = crate::memory::connect(&config(dir.path(), "memory", true))
-            .await
-            .unwrap();
+        let (_dir, ctx) = connected("memory", true).await;
         let mut state = State::new(ctx);
         let mut v = state.view();
         let denied = store::Host::open(&mut v, "nope".into()).await.unwrap();

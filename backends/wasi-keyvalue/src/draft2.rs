@@ -3,7 +3,7 @@
 //! Spin's flavour of this version ([`crate::draft2_spin`]) reuses `store` and
 //! `atomics` from here; only `batch` differs.
 
-use crate::{Bucket, Cas, Ctx, HasKeyValue, ops, store_glue, view};
+use crate::{Bucket, Cas, Ctx, HasKeyValue, store_glue, view};
 use anyhow::Result;
 use qwasr_kernel::{CtxView, View};
 use wasmtime::component::{Linker, Resource};
@@ -26,69 +26,36 @@ mod generated {
 use generated::wasi::keyvalue::batch;
 pub use generated::wasi::keyvalue::{atomics, store};
 
-/// Links the proposal's `draft2`: `store`, `atomics` and its `batch`.
+// The proposal's `draft2`: `store`, `atomics` and its `batch`.
 #[cfg(feature = "draft2")]
-pub(crate) fn add_to_linker<T: View<Ctx> + 'static>(linker: &mut Linker<T>) -> Result<()> {
-    add_store_and_atomics(linker)?;
-    batch::add_to_linker::<T, HasKeyValue>(linker, view::<T>)?;
-    Ok(())
-}
+store_glue!(link add_to_linker: store, atomics, batch);
 
-/// Links what every `draft2` flavour shares.
-pub(crate) fn add_store_and_atomics<T: View<Ctx> + 'static>(linker: &mut Linker<T>) -> Result<()> {
-    store::add_to_linker::<T, HasKeyValue>(linker, view::<T>)?;
-    atomics::add_to_linker::<T, HasKeyValue>(linker, view::<T>)?;
-    Ok(())
-}
+// What Spin's `draft2` takes from the proposal's.
+#[cfg(feature = "draft2-spin")]
+store_glue!(link add_store_and_atomics: store, atomics);
 
-store_glue!();
+store_glue!(errors);
+
+impl store::Host for CtxView<'_, Ctx> {
+    store_glue!(open [&mut self] self);
+}
 
 impl store::HostBucket for CtxView<'_, Ctx> {
-    store_glue!(bucket);
+    store_glue!(bucket [&mut self] self);
+    store_glue!(list-keys [&mut self] self);
 
-    async fn list_keys(
-        &mut self,
-        b: Resource<Bucket>,
-        cursor: Option<String>,
-    ) -> KvResult<store::KeyResponse> {
-        let page = guest(ops::list_keys(self, &b, cursor).await)?;
-        Ok(page.map(|page| store::KeyResponse {
-            keys: page.keys,
-            cursor: page.cursor,
-        }))
+    async fn drop(&mut self, b: Resource<Bucket>) -> Result<()> {
+        self.table.delete(b)?;
+        Ok(())
     }
 }
 
 impl atomics::Host for CtxView<'_, Ctx> {
-    async fn increment(&mut self, b: Resource<Bucket>, key: String, delta: i64) -> KvResult<i64> {
-        guest(ops::increment(self, &b, &key, delta).await)
-    }
-
-    async fn swap(
-        &mut self,
-        cas: Resource<Cas>,
-        value: Vec<u8>,
-    ) -> Result<Result<(), atomics::CasError>> {
-        let cas = self.table.delete(cas)?;
-        Ok(match guest(ops::swap(self, cas, value).await)? {
-            Ok(None) => Ok(()),
-            Ok(Some(fresh)) => Err(atomics::CasError::CasFailed(self.table.push(fresh)?)),
-            Err(e) => Err(atomics::CasError::StoreError(e)),
-        })
-    }
+    store_glue!(atomics [&mut self] self);
 }
 
 impl atomics::HostCas for CtxView<'_, Ctx> {
-    async fn new(&mut self, b: Resource<Bucket>, key: String) -> KvResult<Resource<Cas>> {
-        match guest(ops::cas_new(self, &b, key).await)? {
-            Ok(cas) => Ok(Ok(self.table.push(cas)?)),
-            Err(e) => Ok(Err(e)),
-        }
-    }
-
-    async fn current(&mut self, cas: Resource<Cas>) -> KvResult<Option<Vec<u8>>> {
-        Ok(Ok(self.table.get(&cas)?.current.clone()))
-    }
+    store_glue!(cas [&mut self] self);
 
     async fn drop(&mut self, cas: Resource<Cas>) -> Result<()> {
         self.table.delete(cas)?;
@@ -98,28 +65,18 @@ impl atomics::HostCas for CtxView<'_, Ctx> {
 
 #[cfg(feature = "draft2")]
 impl batch::Host for CtxView<'_, Ctx> {
-    async fn get_many(
-        &mut self,
-        b: Resource<Bucket>,
-        keys: Vec<String>,
-    ) -> KvResult<Vec<Option<(String, Vec<u8>)>>> {
-        Ok(guest(ops::get_many(self, &b, keys).await)?.map(ops::present))
-    }
-
-    store_glue!(batch writes);
+    store_glue!(get-many [&mut self] self);
+    store_glue!(batch writes [&mut self] self);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{State, backends, borrow, config, drain, fill, numbered};
+    use crate::testing::{State, backends, borrow, connected, drain, fill, numbered};
 
     #[tokio::test]
     async fn an_unlisted_bucket_is_access_denied() {
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = crate::embedded::connect(&config(dir.path(), "embedded", true))
-            .await
-            .unwrap();
+        let (_dir, ctx) = connected("embedded", true).await;
         let mut state = State::new(ctx);
         let mut v = state.view();
         let denied = store::Host::open(&mut v, "nope".into()).await.unwrap();
@@ -155,10 +112,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_swap_hands_back_a_fresh_handle() {
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = crate::embedded::connect(&config(dir.path(), "embedded", false))
-            .await
-            .unwrap();
+        let (_dir, ctx) = connected("embedded", false).await;
         let mut state = State::new(ctx);
         let mut v = state.view();
         let b = store::Host::open(&mut v, "b".into())

@@ -39,20 +39,17 @@ impl batch::Host for CtxView<'_, Ctx> {
         guest(ops::get_many(self, &b, keys).await)
     }
 
-    crate::store_glue!(batch writes);
+    crate::store_glue!(batch writes [&mut self] self);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{State, borrow, config};
+    use crate::testing::{State, borrow, connected};
 
     #[tokio::test]
     async fn get_many_returns_every_requested_key_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = crate::embedded::connect(&config(dir.path(), "embedded", false))
-            .await
-            .unwrap();
+        let (_dir, ctx) = connected("embedded", false).await;
         let mut state = State::new(ctx);
         let mut v = state.view();
         let b = ops::open(&mut v, "b".into()).await.unwrap().unwrap();

@@ -2,11 +2,14 @@
 //! shapes guests in the wild import, over one backend trait, [`Store`].
 //!
 //! Each WIT flavour is a cargo feature: `draft` (`@0.2.0-draft`, as wasmtime
-//! and wasmCloud bind it), `draft2` (`@0.2.0-draft2`, the proposal's text)
-//! and `draft2-spin` (Spin's `@0.2.0-draft2`, whose `get-many` returns one
-//! `(key, option<value>)` per requested key). [`add_to_linker`] links every
-//! flavour compiled in; `draft2` and `draft2-spin` share a name and version,
-//! so one runtime enables at most one of them.
+//! and wasmCloud bind it), `draft2` (`@0.2.0-draft2`, the proposal's text),
+//! `draft2-spin` (Spin's `@0.2.0-draft2`, whose `get-many` returns one
+//! `(key, option<value>)` per requested key) and `draft2-async` (the
+//! proposal's `@0.2.0-draft2` with every function an `async func`, for WASI
+//! 0.3 guests; it needs the kernel's `p3`). [`add_to_linker`] links every
+//! flavour compiled in; the three `draft2` flavours share a name and
+//! version, so one runtime enables at most one of them. Every flavour has
+//! the same grants, error texts and durability.
 //!
 //! Two backends come with the crate:
 //!
@@ -29,6 +32,8 @@
 mod draft;
 #[cfg(any(feature = "draft2", feature = "draft2-spin"))]
 mod draft2;
+#[cfg(feature = "draft2-async")]
+mod draft2_async;
 #[cfg(feature = "draft2-spin")]
 mod draft2_spin;
 pub mod embedded;
@@ -264,15 +269,22 @@ pub struct Cas {
 }
 
 /// Adds `store`, `atomics` and `batch` of every flavour compiled in (cargo
-/// features `draft`, `draft2`, `draft2-spin`) to the linker.
+/// features `draft`, `draft2`, `draft2-spin`, `draft2-async`) to the linker.
 ///
-/// Fails if both `draft2` and `draft2-spin` are enabled: they define the
-/// same `wasi:keyvalue/*@0.2.0-draft2` names.
+/// Fails if more than one of `draft2`, `draft2-spin` and `draft2-async` is
+/// enabled: they define the same `wasi:keyvalue/*@0.2.0-draft2` names.
 pub fn add_to_linker<T: View<Ctx> + 'static>(linker: &mut Linker<T>) -> Result<()> {
-    if cfg!(all(feature = "draft2", feature = "draft2-spin")) {
+    let draft2 = [
+        ("draft2", cfg!(feature = "draft2")),
+        ("draft2-spin", cfg!(feature = "draft2-spin")),
+        ("draft2-async", cfg!(feature = "draft2-async")),
+    ];
+    let on: Vec<&str> = draft2.iter().filter(|f| f.1).map(|f| f.0).collect();
+    if on.len() > 1 {
         anyhow::bail!(
-            "qwasr-wasi-keyvalue is built with both features `draft2` and `draft2-spin`, \
-             which bind the same wasi:keyvalue@0.2.0-draft2; enable only the one the component imports"
+            "qwasr-wasi-keyvalue is built with features `{}`, which each bind \
+             wasi:keyvalue@0.2.0-draft2; enable only the one the component imports",
+            on.join("`, `")
         );
     }
     #[cfg(feature = "draft")]
@@ -281,30 +293,63 @@ pub fn add_to_linker<T: View<Ctx> + 'static>(linker: &mut Linker<T>) -> Result<(
     draft2::add_to_linker(linker)?;
     #[cfg(feature = "draft2-spin")]
     draft2_spin::add_to_linker(linker)?;
+    #[cfg(feature = "draft2-async")]
+    draft2_async::add_to_linker(linker)?;
     let _ = linker;
     Ok(())
 }
 
-#[cfg(any(feature = "draft", feature = "draft2", feature = "draft2-spin"))]
+#[cfg(any(
+    feature = "draft",
+    feature = "draft2",
+    feature = "draft2-spin",
+    feature = "draft2-async"
+))]
 struct HasKeyValue;
 
-#[cfg(any(feature = "draft", feature = "draft2", feature = "draft2-spin"))]
+#[cfg(any(
+    feature = "draft",
+    feature = "draft2",
+    feature = "draft2-spin",
+    feature = "draft2-async"
+))]
 impl wasmtime::component::HasData for HasKeyValue {
     type Data<'a> = qwasr_kernel::CtxView<'a, Ctx>;
 }
 
-#[cfg(any(feature = "draft", feature = "draft2", feature = "draft2-spin"))]
+#[cfg(any(
+    feature = "draft",
+    feature = "draft2",
+    feature = "draft2-spin",
+    feature = "draft2-async"
+))]
 fn view<T: View<Ctx>>(t: &mut T) -> qwasr_kernel::CtxView<'_, Ctx> {
     t.view()
 }
 
-/// The `store` glue the `draft` and `draft2` bindings share token for token
-/// (only the generated types differ): the error mapping, `open`, and, inside
-/// `impl store::HostBucket`, every method but `list-keys`. Expects `store`,
-/// `Bucket`, `Ctx`, `CtxView` and `Resource` in scope.
-#[cfg(any(feature = "draft", feature = "draft2", feature = "draft2-spin"))]
+/// The glue the flavours share token for token (only the generated types
+/// differ): the error mapping, and the methods whose WIT types agree.
+///
+/// An arm with a receiver writes the methods for the sync flavours with
+/// `[&mut self] self` (inside `impl … for CtxView`) and for the async one
+/// with `[acc: &Accessor<T, Self>] acc` (inside `impl<T> …WithStore<T> for
+/// HasKeyValue`); both reach [`ops`] through [`ops::Access`]. Expects
+/// `store`, `Bucket`, `Resource` and the arm's other generated types in scope.
+#[cfg(any(
+    feature = "draft",
+    feature = "draft2",
+    feature = "draft2-spin",
+    feature = "draft2-async"
+))]
 macro_rules! store_glue {
-    () => {
+    // `fn $name` linking the given generated interfaces.
+    (link $name:ident: $($interface:ident),*) => {
+        pub(crate) fn $name<T: View<Ctx> + 'static>(linker: &mut Linker<T>) -> Result<()> {
+            $($interface::add_to_linker::<T, HasKeyValue>(linker, view::<T>)?;)*
+            Ok(())
+        }
+    };
+    (errors) => {
         pub(crate) type KvResult<T> = anyhow::Result<Result<T, store::Error>>;
 
         /// The guest's view of an operation's error.
@@ -316,50 +361,105 @@ macro_rules! store_glue {
                 })
             })
         }
-
-        impl store::Host for CtxView<'_, Ctx> {
-            async fn open(&mut self, identifier: String) -> KvResult<Resource<Bucket>> {
-                guest($crate::ops::open(self, identifier).await)
-            }
+    };
+    (open [$($recv:tt)*] $r:ident) => {
+        async fn open($($recv)*, identifier: String) -> KvResult<Resource<Bucket>> {
+            guest($crate::ops::open($r, identifier).await)
         }
     };
-    (bucket) => {
-        async fn get(&mut self, b: Resource<Bucket>, key: String) -> KvResult<Option<Vec<u8>>> {
-            guest($crate::ops::get(self, &b, &key).await)
+    (bucket [$($recv:tt)*] $r:ident) => {
+        async fn get($($recv)*, b: Resource<Bucket>, key: String) -> KvResult<Option<Vec<u8>>> {
+            guest($crate::ops::get($r, &b, &key).await)
         }
 
-        async fn set(&mut self, b: Resource<Bucket>, key: String, value: Vec<u8>) -> KvResult<()> {
-            guest($crate::ops::set(self, &b, &key, value).await)
+        async fn set($($recv)*, b: Resource<Bucket>, key: String, value: Vec<u8>) -> KvResult<()> {
+            guest($crate::ops::set($r, &b, &key, value).await)
         }
 
-        async fn delete(&mut self, b: Resource<Bucket>, key: String) -> KvResult<()> {
-            guest($crate::ops::delete(self, &b, &key).await)
+        async fn delete($($recv)*, b: Resource<Bucket>, key: String) -> KvResult<()> {
+            guest($crate::ops::delete($r, &b, &key).await)
         }
 
-        async fn exists(&mut self, b: Resource<Bucket>, key: String) -> KvResult<bool> {
-            guest($crate::ops::exists(self, &b, &key).await)
-        }
-
-        async fn drop(&mut self, b: Resource<Bucket>) -> anyhow::Result<()> {
-            self.table.delete(b)?;
-            Ok(())
+        async fn exists($($recv)*, b: Resource<Bucket>, key: String) -> KvResult<bool> {
+            guest($crate::ops::exists($r, &b, &key).await)
         }
     };
-    (batch writes) => {
+    // `draft2`'s string cursors.
+    (list-keys [$($recv:tt)*] $r:ident) => {
+        async fn list_keys(
+            $($recv)*,
+            b: Resource<Bucket>,
+            cursor: Option<String>,
+        ) -> KvResult<store::KeyResponse> {
+            let page = guest($crate::ops::list_keys($r, &b, cursor).await)?;
+            Ok(page.map(|page| store::KeyResponse {
+                keys: page.keys,
+                cursor: page.cursor,
+            }))
+        }
+    };
+    // The proposal's `get-many`: `none` for a missing key.
+    (get-many [$($recv:tt)*] $r:ident) => {
+        async fn get_many(
+            $($recv)*,
+            b: Resource<Bucket>,
+            keys: Vec<String>,
+        ) -> KvResult<Vec<Option<(String, Vec<u8>)>>> {
+            Ok(guest($crate::ops::get_many($r, &b, keys).await)?.map($crate::ops::present))
+        }
+    };
+    (batch writes [$($recv:tt)*] $r:ident) => {
         async fn set_many(
-            &mut self,
+            $($recv)*,
             b: Resource<Bucket>,
             kvs: Vec<(String, Vec<u8>)>,
         ) -> KvResult<()> {
-            guest($crate::ops::set_many(self, &b, kvs).await)
+            guest($crate::ops::set_many($r, &b, kvs).await)
         }
 
-        async fn delete_many(&mut self, b: Resource<Bucket>, keys: Vec<String>) -> KvResult<()> {
-            guest($crate::ops::delete_many(self, &b, keys).await)
+        async fn delete_many($($recv)*, b: Resource<Bucket>, keys: Vec<String>) -> KvResult<()> {
+            guest($crate::ops::delete_many($r, &b, keys).await)
+        }
+    };
+    // `draft2`'s signed counters and compare-and-swap.
+    (atomics [$($recv:tt)*] $r:ident) => {
+        async fn increment(
+            $($recv)*,
+            b: Resource<Bucket>,
+            key: String,
+            delta: i64,
+        ) -> KvResult<i64> {
+            guest($crate::ops::increment($r, &b, &key, delta).await)
+        }
+
+        async fn swap(
+            $($recv)*,
+            cas: Resource<Cas>,
+            value: Vec<u8>,
+        ) -> anyhow::Result<Result<(), atomics::CasError>> {
+            Ok(match guest($crate::ops::swap($r, cas, value).await)? {
+                Ok(None) => Ok(()),
+                Ok(Some(fresh)) => Err(atomics::CasError::CasFailed(fresh)),
+                Err(e) => Err(atomics::CasError::StoreError(e)),
+            })
+        }
+    };
+    (cas [$($recv:tt)*] $r:ident) => {
+        async fn new($($recv)*, b: Resource<Bucket>, key: String) -> KvResult<Resource<Cas>> {
+            guest($crate::ops::cas_new($r, &b, key).await)
+        }
+
+        async fn current($($recv)*, cas: Resource<Cas>) -> KvResult<Option<Vec<u8>>> {
+            Ok(Ok($crate::ops::cas_current($r, &cas)?))
         }
     };
 }
-#[cfg(any(feature = "draft", feature = "draft2", feature = "draft2-spin"))]
+#[cfg(any(
+    feature = "draft",
+    feature = "draft2",
+    feature = "draft2-spin",
+    feature = "draft2-async"
+))]
 use store_glue;
 
 /// The operations every flavour shares. The outer `Result` traps the guest
@@ -371,9 +471,10 @@ use store_glue;
     allow(dead_code)
 )]
 mod ops {
-    use super::{Bucket, Cas, Ctx, KeyPage};
+    use super::{Bucket, Cas, Ctx, KeyPage, Store};
     use anyhow::Result;
     use qwasr_kernel::CtxView;
+    use std::sync::Arc;
     use wasmtime::component::Resource;
 
     /// An operation's error, before a flavour maps it to its WIT `error`.
@@ -387,8 +488,32 @@ mod ops {
 
     pub(crate) type Op<T> = Result<Result<T, Error>>;
 
-    fn name(v: &CtxView<'_, Ctx>, b: &Resource<Bucket>) -> Result<String> {
-        Ok(v.table.get(b)?.name.clone())
+    /// How an operation reaches the store's context and resource table. The
+    /// sync flavours hold the view for the whole call; the async flavour
+    /// reaches it through its `Accessor`, which must not be held across an
+    /// await. So each operation takes what it needs out of the view, awaits
+    /// the backend, then comes back to the view for the result.
+    pub(crate) trait Access {
+        /// Runs `f` on the view.
+        fn on<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, Ctx>) -> R) -> R;
+    }
+
+    impl Access for &mut CtxView<'_, Ctx> {
+        fn on<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, Ctx>) -> R) -> R {
+            f(self)
+        }
+    }
+
+    #[cfg(feature = "draft2-async")]
+    impl<T: 'static> Access for &wasmtime::component::Accessor<T, super::HasKeyValue> {
+        fn on<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, Ctx>) -> R) -> R {
+            self.with(|mut access| f(&mut access.get()))
+        }
+    }
+
+    /// The backend and the name of bucket `b`, taken out of the view.
+    fn bucket(a: &mut impl Access, b: &Resource<Bucket>) -> Result<(Arc<dyn Store>, String)> {
+        a.on(|v| Ok((v.ctx.store.clone(), v.table.get(b)?.name.clone())))
     }
 
     fn other(e: anyhow::Error) -> Error {
@@ -398,8 +523,9 @@ mod ops {
     /// At most this many characters of a bucket name go into a log line.
     const LOGGED_NAME: usize = 200;
 
-    pub(crate) async fn open(v: &mut CtxView<'_, Ctx>, name: String) -> Op<Resource<Bucket>> {
-        if !v.ctx.allows(&name) {
+    pub(crate) async fn open(mut a: impl Access, name: String) -> Op<Resource<Bucket>> {
+        let ctx = a.on(|v| v.ctx.clone());
+        if !ctx.allows(&name) {
             let shown: String = name.chars().take(LOGGED_NAME).collect();
             let cut = if shown.len() < name.len() { "…" } else { "" };
             tracing::warn!(
@@ -407,89 +533,80 @@ mod ops {
             );
             return Ok(Err(Error::AccessDenied));
         }
-        if let Err(e) = v.ctx.store.open(&name).await {
+        if let Err(e) = ctx.store.open(&name).await {
             return Ok(Err(other(e)));
         }
-        Ok(Ok(v.table.push(Bucket { name })?))
+        Ok(Ok(a.on(|v| v.table.push(Bucket { name }))?))
     }
 
     pub(crate) async fn get(
-        v: &mut CtxView<'_, Ctx>,
+        mut a: impl Access,
         b: &Resource<Bucket>,
         key: &str,
     ) -> Op<Option<Vec<u8>>> {
-        let bucket = name(v, b)?;
-        Ok(v.ctx.store.get(&bucket, key).await.map_err(other))
+        let (store, bucket) = bucket(&mut a, b)?;
+        Ok(store.get(&bucket, key).await.map_err(other))
     }
 
     pub(crate) async fn set(
-        v: &mut CtxView<'_, Ctx>,
+        mut a: impl Access,
         b: &Resource<Bucket>,
         key: &str,
         value: Vec<u8>,
     ) -> Op<()> {
-        let bucket = name(v, b)?;
-        Ok(v.ctx.store.set(&bucket, key, value).await.map_err(other))
+        let (store, bucket) = bucket(&mut a, b)?;
+        Ok(store.set(&bucket, key, value).await.map_err(other))
     }
 
-    pub(crate) async fn delete(
-        v: &mut CtxView<'_, Ctx>,
-        b: &Resource<Bucket>,
-        key: &str,
-    ) -> Op<()> {
-        let bucket = name(v, b)?;
-        Ok(v.ctx.store.delete(&bucket, key).await.map_err(other))
+    pub(crate) async fn delete(mut a: impl Access, b: &Resource<Bucket>, key: &str) -> Op<()> {
+        let (store, bucket) = bucket(&mut a, b)?;
+        Ok(store.delete(&bucket, key).await.map_err(other))
     }
 
-    pub(crate) async fn exists(
-        v: &mut CtxView<'_, Ctx>,
-        b: &Resource<Bucket>,
-        key: &str,
-    ) -> Op<bool> {
-        let bucket = name(v, b)?;
-        Ok(v.ctx.store.exists(&bucket, key).await.map_err(other))
+    pub(crate) async fn exists(mut a: impl Access, b: &Resource<Bucket>, key: &str) -> Op<bool> {
+        let (store, bucket) = bucket(&mut a, b)?;
+        Ok(store.exists(&bucket, key).await.map_err(other))
     }
 
     /// `draft2`'s string cursor.
     pub(crate) async fn list_keys(
-        v: &mut CtxView<'_, Ctx>,
+        mut a: impl Access,
         b: &Resource<Bucket>,
         cursor: Option<String>,
     ) -> Op<KeyPage> {
-        let bucket = name(v, b)?;
-        Ok(v.ctx.store.list_keys(&bucket, cursor).await.map_err(other))
+        let (store, bucket) = bucket(&mut a, b)?;
+        Ok(store.list_keys(&bucket, cursor).await.map_err(other))
     }
 
     /// `draft`'s numeric cursor.
     pub(crate) async fn list_keys_at(
-        v: &mut CtxView<'_, Ctx>,
+        mut a: impl Access,
         b: &Resource<Bucket>,
         cursor: Option<u64>,
     ) -> Op<KeyPage<u64>> {
-        let bucket = name(v, b)?;
-        let page = v.ctx.store.list_keys_at(&bucket, cursor.unwrap_or(0));
+        let (store, bucket) = bucket(&mut a, b)?;
+        let page = store.list_keys_at(&bucket, cursor.unwrap_or(0));
         Ok(page.await.map_err(other))
     }
 
     pub(crate) async fn increment(
-        v: &mut CtxView<'_, Ctx>,
+        mut a: impl Access,
         b: &Resource<Bucket>,
         key: &str,
         delta: i64,
     ) -> Op<i64> {
-        let bucket = name(v, b)?;
-        let value = v.ctx.store.increment(&bucket, key, delta);
-        Ok(value.await.map_err(other))
+        let (store, bucket) = bucket(&mut a, b)?;
+        Ok(store.increment(&bucket, key, delta).await.map_err(other))
     }
 
     /// Spin's shape: one `(key, value)` per requested key, in order.
     pub(crate) async fn get_many(
-        v: &mut CtxView<'_, Ctx>,
+        mut a: impl Access,
         b: &Resource<Bucket>,
         keys: Vec<String>,
     ) -> Op<Vec<(String, Option<Vec<u8>>)>> {
-        let bucket = name(v, b)?;
-        let values = match v.ctx.store.get_many(&bucket, &keys).await {
+        let (store, bucket) = bucket(&mut a, b)?;
+        let values = match store.get_many(&bucket, &keys).await {
             Ok(values) => values,
             Err(e) => return Ok(Err(other(e))),
         };
@@ -512,59 +629,71 @@ mod ops {
     }
 
     pub(crate) async fn set_many(
-        v: &mut CtxView<'_, Ctx>,
+        mut a: impl Access,
         b: &Resource<Bucket>,
         kvs: Vec<(String, Vec<u8>)>,
     ) -> Op<()> {
-        let bucket = name(v, b)?;
-        Ok(v.ctx.store.set_many(&bucket, kvs).await.map_err(other))
+        let (store, bucket) = bucket(&mut a, b)?;
+        Ok(store.set_many(&bucket, kvs).await.map_err(other))
     }
 
     pub(crate) async fn delete_many(
-        v: &mut CtxView<'_, Ctx>,
+        mut a: impl Access,
         b: &Resource<Bucket>,
         keys: Vec<String>,
     ) -> Op<()> {
-        let bucket = name(v, b)?;
-        Ok(v.ctx.store.delete_many(&bucket, keys).await.map_err(other))
+        let (store, bucket) = bucket(&mut a, b)?;
+        Ok(store.delete_many(&bucket, keys).await.map_err(other))
     }
 
+    /// A compare-and-swap handle on `key` holding its current value.
     pub(crate) async fn cas_new(
-        v: &mut CtxView<'_, Ctx>,
+        mut a: impl Access,
         b: &Resource<Bucket>,
         key: String,
-    ) -> Op<Cas> {
-        let bucket = name(v, b)?;
-        Ok(match v.ctx.store.get(&bucket, &key).await {
-            Ok(current) => Ok(Cas {
-                bucket,
-                key,
-                current,
-            }),
-            Err(e) => Err(other(e)),
-        })
+    ) -> Op<Resource<Cas>> {
+        let (store, bucket) = bucket(&mut a, b)?;
+        let current = match store.get(&bucket, &key).await {
+            Ok(current) => current,
+            Err(e) => return Ok(Err(other(e))),
+        };
+        let cas = Cas {
+            bucket,
+            key,
+            current,
+        };
+        Ok(Ok(a.on(|v| v.table.push(cas))?))
     }
 
-    /// `Ok(None)` when swapped; `Ok(Some(fresh))` with a refreshed handle when the value moved.
+    pub(crate) fn cas_current(mut a: impl Access, cas: &Resource<Cas>) -> Result<Option<Vec<u8>>> {
+        a.on(|v| Ok(v.table.get(cas)?.current.clone()))
+    }
+
+    /// Consumes `cas`: `Ok(None)` when swapped; `Ok(Some(fresh))`, a handle
+    /// holding the new current value, when the value had moved.
     pub(crate) async fn swap(
-        v: &mut CtxView<'_, Ctx>,
-        cas: Cas,
+        mut a: impl Access,
+        cas: Resource<Cas>,
         value: Vec<u8>,
-    ) -> Op<Option<Cas>> {
+    ) -> Op<Option<Resource<Cas>>> {
+        let (store, cas) =
+            a.on(|v| -> Result<_> { Ok((v.ctx.store.clone(), v.table.delete(cas)?)) })?;
         let Cas {
             bucket,
             key,
             current,
         } = cas;
-        let swapped = v.ctx.store.compare_and_swap(&bucket, &key, current, value);
-        match swapped.await {
+        match store.compare_and_swap(&bucket, &key, current, value).await {
             Ok(true) => Ok(Ok(None)),
-            Ok(false) => match v.ctx.store.get(&bucket, &key).await {
-                Ok(current) => Ok(Ok(Some(Cas {
-                    bucket,
-                    key,
-                    current,
-                }))),
+            Ok(false) => match store.get(&bucket, &key).await {
+                Ok(current) => {
+                    let fresh = Cas {
+                        bucket,
+                        key,
+                        current,
+                    };
+                    Ok(Ok(Some(a.on(|v| v.table.push(fresh))?)))
+                }
                 Err(e) => Ok(Err(other(e))),
             },
             Err(e) => Ok(Err(other(e))),
@@ -573,6 +702,8 @@ mod ops {
 }
 
 #[cfg(test)]
+// The flavours' tests use a subset; a build without `draft` and `draft2` leaves some unused.
+#[cfg_attr(not(all(feature = "draft", feature = "draft2")), allow(dead_code))]
 pub(crate) mod testing {
     //! What the tests of every module share: configurations and a context view.
 
@@ -601,6 +732,21 @@ pub(crate) mod testing {
             options: Vec::new(),
             overrides: Vec::new(),
         }
+    }
+
+    /// A context on `backend` with its data in a fresh directory (kept alive
+    /// by the returned guard); `granted` as for [`config`].
+    pub(crate) async fn connected(
+        backend: &'static str,
+        granted: bool,
+    ) -> (tempfile::TempDir, crate::Ctx) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), backend, granted);
+        let ctx = match backend {
+            "memory" => crate::memory::connect(&cfg).await,
+            _ => crate::embedded::connect(&cfg).await,
+        };
+        (dir, ctx.unwrap())
     }
 
     /// A context per backend, with its data under `root`.
@@ -675,20 +821,12 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{State, config, drain, numbered};
+    use super::testing::{State, connected, drain, numbered};
     use super::*;
-
-    async fn memory_ctx(granted: bool) -> (tempfile::TempDir, Ctx) {
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = memory::connect(&config(dir.path(), "memory", granted))
-            .await
-            .unwrap();
-        (dir, ctx)
-    }
 
     #[tokio::test]
     async fn grants_deny_an_unlisted_bucket() {
-        let (_dir, ctx) = memory_ctx(true).await;
+        let (_dir, ctx) = connected("memory", true).await;
         let mut state = State::new(ctx);
         let mut v = state.view();
         assert!(matches!(
@@ -702,7 +840,7 @@ mod tests {
             Err(ops::Error::AccessDenied)
         ));
 
-        let (_dir, ctx) = memory_ctx(false).await;
+        let (_dir, ctx) = connected("memory", false).await;
         let mut state = State::new(ctx);
         let mut v = state.view();
         assert!(ops::open(&mut v, "other".into()).await.unwrap().is_ok());
@@ -710,7 +848,7 @@ mod tests {
 
     #[tokio::test]
     async fn get_many_has_one_entry_per_key_in_order() {
-        let (_dir, ctx) = memory_ctx(false).await;
+        let (_dir, ctx) = connected("memory", false).await;
         let mut state = State::new(ctx);
         let mut v = state.view();
         let b = ops::open(&mut v, "b".into()).await.unwrap().unwrap();
@@ -744,7 +882,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stale_cas_handle_fails_and_comes_back_fresh() {
-        let (_dir, ctx) = memory_ctx(false).await;
+        let (_dir, ctx) = connected("memory", false).await;
         let mut state = State::new(ctx);
         let mut v = state.view();
         let b = ops::open(&mut v, "b".into()).await.unwrap().unwrap();
@@ -758,7 +896,8 @@ mod tests {
             .unwrap()
             .unwrap()
             .expect("the value moved, so the swap fails");
-        assert_eq!(fresh.current, Some(b"moved".to_vec()));
+        let seen = ops::cas_current(&mut v, &fresh).unwrap();
+        assert_eq!(seen, Some(b"moved".to_vec()));
         assert!(
             ops::swap(&mut v, fresh, b"mine".to_vec())
                 .await
@@ -824,15 +963,25 @@ mod tests {
 
     #[test]
     fn add_to_linker_links_the_flavours_compiled_in() {
+        // Concurrency support is on by default when compiled in (`draft2-async`).
         let engine = wasmtime::Engine::default();
         let mut linker = Linker::<State>::new(&engine);
         let linked = add_to_linker(&mut linker);
-        if cfg!(all(feature = "draft2", feature = "draft2-spin")) {
+        let draft2 = [
+            cfg!(feature = "draft2"),
+            cfg!(feature = "draft2-spin"),
+            cfg!(feature = "draft2-async"),
+        ];
+        if draft2.iter().filter(|on| **on).count() > 1 {
             let e = linked.unwrap_err().to_string();
             assert!(
-                e.contains("both features `draft2` and `draft2-spin`"),
+                e.contains("which each bind wasi:keyvalue@0.2.0-draft2"),
                 "{e}"
             );
+            if draft2.iter().all(|on| *on) {
+                let named = "features `draft2`, `draft2-spin`, `draft2-async`,";
+                assert!(e.contains(named), "{e}");
+            }
         } else {
             linked.unwrap();
         }

@@ -7,6 +7,24 @@
 //! crate (NATS, Kafka, ...) implements [`Broker`] and returns
 //! [`Ctx::new`] from its own `connect`.
 //!
+//! # Flavours
+//!
+//! One cargo feature per WIT flavour of `wasi:messaging@0.2.0-draft`, over
+//! the same [`Broker`] and with the same behaviour (topics, limits, error
+//! texts):
+//!
+//! - `sync` (default): the draft's WIT, sync functions and a sync
+//!   `incoming-handler.handle` export (WASI 0.2 guests).
+//! - `async`: the original Qwasr's WIT: `send`, `request`, `reply` and
+//!   `client.connect` are `async func`s, the `message` methods stay sync, and
+//!   `handle` is an `async func` export (WASI 0.3 guests). It needs the
+//!   component model's async ABI (`qwasr-kernel/p3`, an app with
+//!   `concurrency`).
+//!
+//! Both bind the same name@version, so a runtime links one: with both
+//! features on, [`add_to_linker`] returns an error. [`serve`] runs whichever
+//! handler the component exports.
+//!
 //! # Topics
 //!
 //! A topic is tokens separated by `.` (`orders.created`): no empty token, no
@@ -95,23 +113,202 @@
 #![deny(missing_docs)]
 // The shared operations are used by the flavour modules; with none compiled
 // in there is nothing to use them.
-#![cfg_attr(not(feature = "sync"), allow(dead_code))]
+#![cfg_attr(not(any(feature = "sync", feature = "async")), allow(dead_code))]
 
+/// `bindgen!` for one flavour's WIT (`path`) and function flavours
+/// (`imports`), with this crate's resource types, and the linking every
+/// flavour does.
+#[cfg(any(feature = "sync", feature = "async"))]
+macro_rules! bindgen {
+    ($path:tt, $imports:tt) => {
+        mod generated {
+            wasmtime::component::bindgen!({
+                path: $path,
+                world: "wasi:messaging/messaging-request-reply",
+                imports: $imports,
+                exports: { default: async },
+                with: {
+                    "wasi:messaging/types.client": crate::Client,
+                    "wasi:messaging/types.message": crate::Message,
+                    "wasi:messaging/request-reply.request-options": crate::RequestOptions,
+                },
+                anyhow: true,
+            });
+        }
+
+        /// The component's `incoming-handler` export, resolved once.
+        pub(crate) use generated::MessagingRequestReplyPre as HandlerPre;
+        use generated::wasi::messaging::{producer, request_reply, types};
+
+        pub(crate) fn add_to_linker<T: View<Ctx> + 'static>(linker: &mut Linker<T>) -> Result<()> {
+            types::add_to_linker::<T, HasMessaging>(linker, view::<T>)?;
+            producer::add_to_linker::<T, HasMessaging>(linker, view::<T>)?;
+            request_reply::add_to_linker::<T, HasMessaging>(linker, view::<T>)?;
+            Ok(())
+        }
+    };
+}
+
+/// What both flavours' bindings share, for one flavour's generated `types`
+/// and `request-reply` modules: the `message` and `request-options`
+/// resources (sync functions in both WITs) and the error conversions.
+#[cfg(any(feature = "sync", feature = "async"))]
+macro_rules! shared_bindings {
+    ($types:ident, $request_reply:ident) => {
+        /// The outer `Result` traps the guest (a bad resource handle); the
+        /// inner one is the guest's `result<_, error>`.
+        type MsgResult<T> = anyhow::Result<Result<T, $types::Error>>;
+
+        /// The guest's error, as the subscriber logs it.
+        pub(crate) fn from_guest(e: $types::Error) -> $crate::Error {
+            match e {
+                $types::Error::Timeout => $crate::Error::Timeout,
+                $types::Error::Connection(m) => $crate::Error::Connection(m),
+                $types::Error::PermissionDenied(m) => $crate::Error::PermissionDenied(m),
+                $types::Error::Other(m) => $crate::Error::Other(m),
+            }
+        }
+
+        /// An operation's result, as the guest gets it.
+        fn guest<T>(r: anyhow::Result<Result<T, $crate::Error>>) -> MsgResult<T> {
+            Ok(r?.map_err(|e| match e {
+                $crate::Error::Timeout => $types::Error::Timeout,
+                $crate::Error::Connection(m) => $types::Error::Connection(m),
+                $crate::Error::PermissionDenied(m) => $types::Error::PermissionDenied(m),
+                $crate::Error::Other(m) => $types::Error::Other(m),
+            }))
+        }
+
+        impl $types::Host for qwasr_kernel::CtxView<'_, $crate::Ctx> {}
+
+        impl $types::HostMessage for qwasr_kernel::CtxView<'_, $crate::Ctx> {
+            fn new(&mut self, data: Vec<u8>) -> anyhow::Result<Resource<$crate::Message>> {
+                Ok(self.table.push($crate::Message::new(data))?)
+            }
+
+            fn topic(&mut self, m: Resource<$crate::Message>) -> anyhow::Result<Option<String>> {
+                Ok(self.table.get(&m)?.topic.clone())
+            }
+
+            fn content_type(
+                &mut self,
+                m: Resource<$crate::Message>,
+            ) -> anyhow::Result<Option<String>> {
+                Ok(self.table.get(&m)?.content_type.clone())
+            }
+
+            fn set_content_type(
+                &mut self,
+                m: Resource<$crate::Message>,
+                content_type: String,
+            ) -> anyhow::Result<()> {
+                self.table.get_mut(&m)?.content_type = Some(content_type);
+                Ok(())
+            }
+
+            fn data(&mut self, m: Resource<$crate::Message>) -> anyhow::Result<Vec<u8>> {
+                Ok(self.table.get(&m)?.data.clone())
+            }
+
+            fn set_data(
+                &mut self,
+                m: Resource<$crate::Message>,
+                data: Vec<u8>,
+            ) -> anyhow::Result<()> {
+                self.table.get_mut(&m)?.data = data;
+                Ok(())
+            }
+
+            fn metadata(
+                &mut self,
+                m: Resource<$crate::Message>,
+            ) -> anyhow::Result<Option<Vec<(String, String)>>> {
+                let metadata = &self.table.get(&m)?.metadata;
+                Ok((!metadata.is_empty()).then(|| metadata.clone()))
+            }
+
+            fn add_metadata(
+                &mut self,
+                m: Resource<$crate::Message>,
+                key: String,
+                value: String,
+            ) -> anyhow::Result<()> {
+                self.table.get_mut(&m)?.add_metadata(key, value);
+                Ok(())
+            }
+
+            fn set_metadata(
+                &mut self,
+                m: Resource<$crate::Message>,
+                meta: Vec<(String, String)>,
+            ) -> anyhow::Result<()> {
+                self.table.get_mut(&m)?.metadata = meta;
+                Ok(())
+            }
+
+            fn remove_metadata(
+                &mut self,
+                m: Resource<$crate::Message>,
+                key: String,
+            ) -> anyhow::Result<()> {
+                self.table.get_mut(&m)?.remove_metadata(&key);
+                Ok(())
+            }
+
+            fn drop(&mut self, m: Resource<$crate::Message>) -> anyhow::Result<()> {
+                self.table.delete(m)?;
+                Ok(())
+            }
+        }
+
+        impl $request_reply::HostRequestOptions for qwasr_kernel::CtxView<'_, $crate::Ctx> {
+            fn new(&mut self) -> anyhow::Result<Resource<$crate::RequestOptions>> {
+                Ok(self.table.push($crate::RequestOptions::default())?)
+            }
+
+            fn set_timeout_ms(
+                &mut self,
+                o: Resource<$crate::RequestOptions>,
+                timeout_ms: u32,
+            ) -> anyhow::Result<()> {
+                self.table.get_mut(&o)?.timeout_ms = Some(timeout_ms);
+                Ok(())
+            }
+
+            fn set_expected_replies(
+                &mut self,
+                o: Resource<$crate::RequestOptions>,
+                expected: u32,
+            ) -> anyhow::Result<()> {
+                self.table.get_mut(&o)?.expected_replies = Some(expected);
+                Ok(())
+            }
+
+            fn drop(&mut self, o: Resource<$crate::RequestOptions>) -> anyhow::Result<()> {
+                self.table.delete(o)?;
+                Ok(())
+            }
+        }
+    };
+}
+
+#[cfg(feature = "async")]
+mod asynchronous;
 pub mod embedded;
-#[cfg(feature = "sync")]
+#[cfg(any(feature = "sync", feature = "async"))]
 mod server;
 #[cfg(feature = "sync")]
 mod sync;
 
-#[cfg(feature = "sync")]
+#[cfg(any(feature = "sync", feature = "async"))]
 pub use server::serve;
 
-use qwasr_kernel::{BackendConfig, View};
+use qwasr_kernel::{BackendConfig, CtxView, View};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::{HasData, Linker};
+use wasmtime::component::{HasData, Linker, Resource};
 
 /// A boxed future, as the backend trait returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
@@ -335,13 +532,36 @@ pub struct RequestOptions {
     expected_replies: Option<u32>,
 }
 
-/// Adds every compiled-in flavour of `types`, `producer` and `request-reply`
-/// to the linker.
+/// Adds the flavour of `types`, `producer` and `request-reply` compiled in
+/// (cargo feature `sync` or `async`) to the linker.
+///
+/// Both flavours bind `wasi:messaging@0.2.0-draft`, which one linker holds
+/// once: with both features on this is an error (qwasr-gen enables the one
+/// the component uses).
 pub fn add_to_linker<T: View<Ctx> + 'static>(linker: &mut Linker<T>) -> anyhow::Result<()> {
-    #[cfg(feature = "sync")]
-    sync::add_to_linker(linker)?;
-    let _ = linker;
-    Ok(())
+    #[cfg(all(feature = "sync", feature = "async"))]
+    {
+        // Both stay compiled (`--all-features` builds); neither is linked.
+        let _ = (
+            linker,
+            sync::add_to_linker::<T>,
+            asynchronous::add_to_linker::<T>,
+        );
+        anyhow::bail!(
+            "qwasr-wasi-messaging is built with both the `sync` and the `async` feature, two \
+             flavours of wasi:messaging@0.2.0-draft that cannot be linked together; enable \
+             only the one the component uses"
+        )
+    }
+    #[cfg(not(all(feature = "sync", feature = "async")))]
+    {
+        #[cfg(feature = "sync")]
+        sync::add_to_linker(linker)?;
+        #[cfg(feature = "async")]
+        asynchronous::add_to_linker(linker)?;
+        let _ = linker;
+        Ok(())
+    }
 }
 
 pub use qwasr_kernel::{check_topic, check_topic_pattern, topic_matches};
@@ -349,11 +569,113 @@ pub use qwasr_kernel::{check_topic, check_topic_pattern, topic_matches};
 struct HasMessaging;
 
 impl HasData for HasMessaging {
-    type Data<'a> = qwasr_kernel::CtxView<'a, Ctx>;
+    type Data<'a> = CtxView<'a, Ctx>;
 }
 
-fn view<T: View<Ctx>>(t: &mut T) -> qwasr_kernel::CtxView<'_, Ctx> {
+fn view<T: View<Ctx>>(t: &mut T) -> CtxView<'_, Ctx> {
     t.view()
+}
+
+/// How the shared operations reach a store's context and table. The sync
+/// flavour hands in its view, borrowed for the whole call; the async flavour
+/// an `Accessor`, borrowed for one `with` at a time: no operation touches
+/// the table across an await.
+trait Access: Send {
+    /// Runs `f` with the view.
+    fn with<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, Ctx>) -> R) -> R;
+}
+
+impl Access for CtxView<'_, Ctx> {
+    fn with<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, Ctx>) -> R) -> R {
+        f(self)
+    }
+}
+
+/// The operations every flavour shares. The outer `Result` traps the guest
+/// (a bad resource handle); the inner one is the guest's error.
+mod ops {
+    use super::*;
+
+    type Op<T> = anyhow::Result<Result<T, Error>>;
+
+    /// `client.connect`: any name; one broker behind every name, the name
+    /// only shows up in errors.
+    pub(crate) fn connect(s: &mut impl Access, name: String) -> Op<Resource<Client>> {
+        let client = Client {
+            name,
+            connected: true,
+        };
+        s.with(|v| Ok(Ok(v.table.push(client)?)))
+    }
+
+    pub(crate) fn disconnect(v: &mut CtxView<'_, Ctx>, c: &Resource<Client>) -> Op<()> {
+        v.table.get_mut(c)?.connected = false;
+        Ok(Ok(()))
+    }
+
+    pub(crate) async fn send(
+        s: &mut impl Access,
+        c: &Resource<Client>,
+        topic: String,
+        message: Resource<Message>,
+    ) -> Op<()> {
+        let (ctx, message) = s.with(|v| -> anyhow::Result<_> {
+            // The message is the guest's to give away, whatever happens next.
+            let message = v.table.delete(message)?;
+            let ctx = v.table.get(c)?.check().map(|()| v.ctx.clone());
+            Ok((ctx, message))
+        })?;
+        match ctx {
+            Ok(ctx) => Ok(ctx.send(&topic, message).await),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    pub(crate) async fn request(
+        s: &mut impl Access,
+        c: &Resource<Client>,
+        topic: String,
+        message: &Resource<Message>,
+        options: Option<Resource<RequestOptions>>,
+    ) -> Op<Vec<Resource<Message>>> {
+        let prepared = s.with(|v| -> anyhow::Result<_> {
+            let options = match options {
+                Some(o) => v.table.delete(o)?,
+                None => RequestOptions::default(),
+            };
+            let message = v.table.get(message)?.clone();
+            let ctx = v.table.get(c)?.check().map(|()| v.ctx.clone());
+            Ok(ctx.map(|ctx| (ctx, message, options)))
+        })?;
+        let (ctx, message, options) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => return Ok(Err(e)),
+        };
+        let replies = match ctx.request(&topic, message, options).await {
+            Ok(replies) => replies,
+            Err(e) => return Ok(Err(e)),
+        };
+        s.with(|v| {
+            let mut handles = Vec::with_capacity(replies.len());
+            for reply in replies {
+                handles.push(v.table.push(reply)?);
+            }
+            Ok(Ok(handles))
+        })
+    }
+
+    pub(crate) async fn reply(
+        s: &mut impl Access,
+        reply_to: &Resource<Message>,
+        message: Resource<Message>,
+    ) -> Op<()> {
+        let (ctx, address, message) = s.with(|v| -> anyhow::Result<_> {
+            let message = v.table.delete(message)?;
+            let address = v.table.get(reply_to)?.reply_to.clone();
+            Ok((v.ctx.clone(), address, message))
+        })?;
+        Ok(ctx.reply(address.as_deref(), message).await)
+    }
 }
 
 #[cfg(test)]
@@ -462,6 +784,33 @@ mod tests {
         assert_eq!(
             c.check(),
             Err(Error::Connection("client `main` is disconnected".into()))
+        );
+    }
+
+    /// A runtime links one flavour of a name@version.
+    #[cfg(all(feature = "sync", feature = "async"))]
+    #[test]
+    fn both_flavours_are_refused_together() {
+        struct State(Ctx, wasmtime::component::ResourceTable);
+        impl View<Ctx> for State {
+            fn view(&mut self) -> CtxView<'_, Ctx> {
+                CtxView {
+                    ctx: &mut self.0,
+                    table: &mut self.1,
+                }
+            }
+        }
+        let limits = qwasr_kernel::Limits {
+            instances: 1,
+            ..qwasr_kernel::Limits::DEFAULT
+        };
+        let engine = wasmtime::Engine::new(&qwasr_kernel::engine_config(&limits, true)).unwrap();
+        let mut linker = Linker::<State>::new(&engine);
+        assert_eq!(
+            add_to_linker(&mut linker).unwrap_err().to_string(),
+            "qwasr-wasi-messaging is built with both the `sync` and the `async` feature, two \
+             flavours of wasi:messaging@0.2.0-draft that cannot be linked together; enable \
+             only the one the component uses"
         );
     }
 

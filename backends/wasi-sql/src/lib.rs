@@ -2,14 +2,18 @@
 //! `statement.prepare`, `readwrite.query` and `readwrite.exec`, over one
 //! backend trait, [`Backend`].
 //!
-//! Two different WIT texts are published under that same name and version,
-//! and a guest imports one or the other; each is a thin binding module behind
-//! its own cargo feature (one runtime never links both):
+//! Several WIT texts are published under that same name and version, and a
+//! guest imports one of them; each is a thin binding module behind its own
+//! cargo feature (one runtime links only one; [`add_to_linker`] refuses
+//! more):
 //!
 //! - `sync` (default): Qwasr's flavour. A row is `{index, fields: list<field>}`
 //!   where `index` is the row's position as a decimal string; every
 //!   `data-type` case carries an `option`, and `none` is SQL NULL;
 //!   parameters are `list<data-type>`.
+//! - `async`: the same types for WASI 0.3 guests, with `open`, `prepare`,
+//!   `query` and `exec` as `async func`s (needs the kernel's `p3`). Grants,
+//!   errors and durability are those of `sync`.
 //! - `proposal`: the wasi-sql proposal's text. Its `row` record holds one
 //!   `{field-name, value}` pair, so a result is returned as every field of
 //!   every result row, one `row` item each, row after row and in column order
@@ -53,6 +57,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "async")]
+mod asynchronous;
 pub mod embedded;
 #[cfg(feature = "proposal")]
 mod proposal;
@@ -247,8 +253,9 @@ pub struct Connection {
 /// A prepared statement, as the guest holds it: the SQL and its parameters,
 /// run by `query` or `exec` (as often as the guest likes).
 pub struct Statement {
-    sql: String,
-    params: Vec<Value>,
+    // Shared, so a call takes them out of the resource table without a copy.
+    sql: Arc<str>,
+    params: Arc<[Value]>,
 }
 
 /// An error, as the guest holds it.
@@ -257,115 +264,322 @@ pub struct Error {
 }
 
 /// Adds every compiled-in flavour of `wasi:sql@0.2.0-draft` (`types` and
-/// `readwrite`) to the linker: `sync` or `proposal`, never both in one
-/// runtime since they share a name and version.
+/// `readwrite`) to the linker: `sync`, `proposal` or `async`.
+///
+/// Fails if more than one of them is enabled: they define the same
+/// `wasi:sql/*@0.2.0-draft` names, so one runtime links only one.
 pub fn add_to_linker<T: View<Ctx> + 'static>(linker: &mut Linker<T>) -> Result<()> {
+    let flavours = [
+        ("sync", cfg!(feature = "sync")),
+        ("proposal", cfg!(feature = "proposal")),
+        ("async", cfg!(feature = "async")),
+    ];
+    let on: Vec<&str> = flavours.iter().filter(|f| f.1).map(|f| f.0).collect();
+    if on.len() > 1 {
+        anyhow::bail!(
+            "qwasr-wasi-sql is built with features `{}`, which each bind \
+             wasi:sql@0.2.0-draft; enable only the one the component imports",
+            on.join("`, `")
+        );
+    }
     #[cfg(feature = "sync")]
     sync::add_to_linker(linker)?;
     #[cfg(feature = "proposal")]
     proposal::add_to_linker(linker)?;
+    #[cfg(feature = "async")]
+    asynchronous::add_to_linker(linker)?;
     let _ = linker;
     Ok(())
 }
 
-#[cfg(any(feature = "sync", feature = "proposal"))]
+#[cfg(any(feature = "sync", feature = "proposal", feature = "async"))]
 struct HasSql;
 
-#[cfg(any(feature = "sync", feature = "proposal"))]
+#[cfg(any(feature = "sync", feature = "proposal", feature = "async"))]
 impl wasmtime::component::HasData for HasSql {
     type Data<'a> = qwasr_kernel::CtxView<'a, Ctx>;
 }
 
-#[cfg(any(feature = "sync", feature = "proposal"))]
+#[cfg(any(feature = "sync", feature = "proposal", feature = "async"))]
 fn view<T: View<Ctx>>(t: &mut T) -> qwasr_kernel::CtxView<'_, Ctx> {
     t.view()
 }
 
-/// What both flavours share. The outer `Result` traps the guest (a bad
+/// `mod generated`: `bindgen!` over the WIT at `$path` (a flavour of
+/// `wasi:sql/imports`), with `imports` as given and this crate's resource types.
+#[cfg(any(feature = "sync", feature = "proposal", feature = "async"))]
+macro_rules! bindings {
+    ($path:literal, imports: $imports:tt) => {
+        mod generated {
+            wasmtime::component::bindgen!({
+                path: $path,
+                world: "wasi:sql/imports",
+                imports: $imports,
+                with: {
+                    "wasi:sql/types.connection": crate::Connection,
+                    "wasi:sql/types.statement": crate::Statement,
+                    "wasi:sql/types.error": crate::Error,
+                },
+                anyhow: true,
+                additional_derives: [PartialEq],
+            });
+        }
+    };
+}
+#[cfg(any(feature = "sync", feature = "proposal", feature = "async"))]
+use bindings;
+
+/// The glue the flavours share token for token (only the generated types
+/// differ).
+///
+/// An arm with a receiver writes methods for the sync flavours with
+/// `[&mut self] self` (inside `impl … for CtxView`) and for the async one
+/// with `[acc: &Accessor<T, Self>] acc` (inside `impl<T> …WithStore<T> for
+/// HasSql`); both reach [`ops`] through [`ops::Access`]. Expects `types`,
+/// `Connection`, `Statement`, `Resource` and, per arm, `rows`, `value`,
+/// `DataType`, `Field` and `Row` in scope.
+#[cfg(any(feature = "sync", feature = "proposal", feature = "async"))]
+macro_rules! sql_glue {
+    // `types::add_to_linker` and `readwrite::add_to_linker`.
+    (link) => {
+        pub(crate) fn add_to_linker<T: View<Ctx> + 'static>(linker: &mut Linker<T>) -> Result<()> {
+            types::add_to_linker::<T, HasSql>(linker, view::<T>)?;
+            readwrite::add_to_linker::<T, HasSql>(linker, view::<T>)?;
+            Ok(())
+        }
+    };
+    // Conversions of Qwasr's `data-type` and `row` (the `sync` and `async` flavours).
+    (qwasr types) => {
+        /// A guest's parameter as a neutral value; any case holding `none` is NULL.
+        pub(crate) fn value(d: DataType) -> Value {
+            match d {
+                DataType::Int32(v) => v.map_or(Value::Null, Value::Int32),
+                DataType::Int64(v) => v.map_or(Value::Null, Value::Int64),
+                DataType::Uint32(v) => v.map_or(Value::Null, Value::Uint32),
+                DataType::Uint64(v) => v.map_or(Value::Null, Value::Uint64),
+                DataType::Float(v) => v.map_or(Value::Null, Value::Float),
+                DataType::Double(v) => v.map_or(Value::Null, Value::Double),
+                DataType::Str(v) => v.map_or(Value::Null, Value::Str),
+                DataType::Boolean(v) => v.map_or(Value::Null, Value::Boolean),
+                DataType::Date(v) => v.map_or(Value::Null, Value::Date),
+                DataType::Time(v) => v.map_or(Value::Null, Value::Time),
+                DataType::Timestamp(v) => v.map_or(Value::Null, Value::Timestamp),
+                DataType::Binary(v) => v.map_or(Value::Null, Value::Binary),
+            }
+        }
+
+        /// A result value for the guest. A NULL takes the case of its column's
+        /// declared type, and `str(none)` where the column has none (an expression).
+        pub(crate) fn data_type(v: Value, column: Option<Kind>) -> DataType {
+            match v {
+                Value::Null => match column.unwrap_or(Kind::Str) {
+                    Kind::Int32 => DataType::Int32(None),
+                    Kind::Int64 => DataType::Int64(None),
+                    Kind::Uint32 => DataType::Uint32(None),
+                    Kind::Uint64 => DataType::Uint64(None),
+                    Kind::Float => DataType::Float(None),
+                    Kind::Double => DataType::Double(None),
+                    Kind::Str => DataType::Str(None),
+                    Kind::Boolean => DataType::Boolean(None),
+                    Kind::Date => DataType::Date(None),
+                    Kind::Time => DataType::Time(None),
+                    Kind::Timestamp => DataType::Timestamp(None),
+                    Kind::Binary => DataType::Binary(None),
+                },
+                Value::Int32(v) => DataType::Int32(Some(v)),
+                Value::Int64(v) => DataType::Int64(Some(v)),
+                Value::Uint32(v) => DataType::Uint32(Some(v)),
+                Value::Uint64(v) => DataType::Uint64(Some(v)),
+                Value::Float(v) => DataType::Float(Some(v)),
+                Value::Double(v) => DataType::Double(Some(v)),
+                Value::Str(v) => DataType::Str(Some(v)),
+                Value::Boolean(v) => DataType::Boolean(Some(v)),
+                Value::Date(v) => DataType::Date(Some(v)),
+                Value::Time(v) => DataType::Time(Some(v)),
+                Value::Timestamp(v) => DataType::Timestamp(Some(v)),
+                Value::Binary(v) => DataType::Binary(Some(v)),
+            }
+        }
+
+        /// One `row` per result row, `index` its position (`"0"`, `"1"`, …).
+        pub(crate) fn rows(r: Rows) -> Vec<Row> {
+            let Rows { columns, rows } = r;
+            rows.into_iter()
+                .enumerate()
+                .map(|(i, values)| Row {
+                    index: i.to_string(),
+                    fields: columns
+                        .iter()
+                        .zip(values)
+                        .map(|(c, v)| Field {
+                            name: c.name.clone(),
+                            value: data_type(v, c.kind),
+                        })
+                        .collect(),
+                })
+                .collect()
+        }
+    };
+    (open [$($recv:tt)*] $r:ident) => {
+        async fn open($($recv)*, name: String) -> $crate::ops::Op<Resource<Connection>> {
+            $crate::ops::open($r, name).await
+        }
+    };
+    // Qwasr's `prepare`: typed parameters.
+    (prepare [$($recv:tt)*] $r:ident) => {
+        async fn prepare(
+            $($recv)*,
+            query: String,
+            params: Vec<DataType>,
+        ) -> $crate::ops::Op<Resource<Statement>> {
+            $crate::ops::prepare($r, query, params.into_iter().map(value).collect())
+        }
+    };
+    (readwrite [$($recv:tt)*] $r:ident) => {
+        async fn query(
+            $($recv)*,
+            c: Resource<Connection>,
+            q: Resource<Statement>,
+        ) -> $crate::ops::Op<Vec<Row>> {
+            Ok($crate::ops::query($r, &c, &q).await?.map(rows))
+        }
+
+        async fn exec(
+            $($recv)*,
+            c: Resource<Connection>,
+            q: Resource<Statement>,
+        ) -> $crate::ops::Op<u32> {
+            $crate::ops::exec($r, &c, &q).await
+        }
+    };
+}
+#[cfg(any(feature = "sync", feature = "proposal", feature = "async"))]
+use sql_glue;
+
+/// What every flavour shares. The outer `Result` traps the guest (a bad
 /// resource handle); the inner one is the guest's `error` resource.
-#[cfg_attr(not(any(feature = "sync", feature = "proposal")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "sync", feature = "proposal", feature = "async")),
+    allow(dead_code)
+)]
 mod ops {
-    use super::{Connection, Ctx, Error, Rows, Statement, Value};
+    use super::{Connection, Ctx, Error, Rows, Session, Statement, Value};
     use anyhow::Result;
     use qwasr_kernel::CtxView;
+    use std::sync::Arc;
     use wasmtime::component::Resource;
 
     pub(crate) type Op<T> = Result<Result<T, Resource<Error>>>;
 
-    /// Hands `trace` to the guest as an `error` resource.
-    fn fail<T>(v: &mut CtxView<'_, Ctx>, trace: String) -> Op<T> {
-        Ok(Err(v.table.push(Error { trace })?))
+    /// How an operation reaches the store's context and resource table. The
+    /// sync flavours hold the view for the whole call; the async flavour
+    /// reaches it through its `Accessor`, which must not be held across an
+    /// await. So each operation takes what it needs out of the view, awaits
+    /// the backend, then comes back to the view for the result.
+    pub(crate) trait Access {
+        /// Runs `f` on the view.
+        fn on<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, Ctx>) -> R) -> R;
     }
 
-    pub(crate) async fn open(v: &mut CtxView<'_, Ctx>, name: String) -> Op<Resource<Connection>> {
-        if !v.ctx.allows(&name) {
+    impl Access for &mut CtxView<'_, Ctx> {
+        fn on<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, Ctx>) -> R) -> R {
+            f(self)
+        }
+    }
+
+    #[cfg(feature = "async")]
+    impl<T: 'static> Access for &wasmtime::component::Accessor<T, super::HasSql> {
+        fn on<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, Ctx>) -> R) -> R {
+            self.with(|mut access| f(&mut access.get()))
+        }
+    }
+
+    /// Hands `trace` to the guest as an `error` resource.
+    fn fail<T>(a: &mut impl Access, trace: String) -> Op<T> {
+        Ok(Err(a.on(|v| v.table.push(Error { trace }))?))
+    }
+
+    pub(crate) async fn open(mut a: impl Access, name: String) -> Op<Resource<Connection>> {
+        let ctx = a.on(|v| v.ctx.clone());
+        if !ctx.allows(&name) {
             return fail(
-                v,
+                &mut a,
                 format!(
                     "database `{}` is not granted: add it to [sql] databases in qwasr.toml",
                     name.escape_debug()
                 ),
             );
         }
-        match v.ctx.backend.open(&name).await {
-            Ok(session) => Ok(Ok(v.table.push(Connection { session })?)),
-            Err(e) => fail(v, format!("{e:#}")),
+        match ctx.backend.open(&name).await {
+            Ok(session) => Ok(Ok(a.on(|v| v.table.push(Connection { session }))?)),
+            Err(e) => fail(&mut a, format!("{e:#}")),
         }
     }
 
     pub(crate) fn prepare(
-        v: &mut CtxView<'_, Ctx>,
+        mut a: impl Access,
         sql: String,
         params: Vec<Value>,
     ) -> Op<Resource<Statement>> {
-        Ok(Ok(v.table.push(Statement { sql, params })?))
+        let statement = Statement {
+            sql: sql.into(),
+            params: params.into(),
+        };
+        Ok(Ok(a.on(|v| v.table.push(statement))?))
+    }
+
+    /// The session of `c` and the text and parameters of `q`, taken out of the view.
+    type Run = (Arc<dyn Session>, Arc<str>, Arc<[Value]>);
+
+    fn run(a: &mut impl Access, c: &Resource<Connection>, q: &Resource<Statement>) -> Result<Run> {
+        a.on(|v| {
+            let session = v.table.get(c)?.session.clone();
+            let st = v.table.get(q)?;
+            Ok((session, st.sql.clone(), st.params.clone()))
+        })
     }
 
     pub(crate) async fn query(
-        v: &mut CtxView<'_, Ctx>,
+        mut a: impl Access,
         c: &Resource<Connection>,
         q: &Resource<Statement>,
     ) -> Op<Rows> {
-        let session = v.table.get(c)?.session.clone();
-        let st = v.table.get(q)?;
-        let result = session.query(&st.sql, &st.params).await;
-        match result {
+        let (session, sql, params) = run(&mut a, c, q)?;
+        match session.query(&sql, &params).await {
             Ok(rows) => Ok(Ok(rows)),
-            Err(e) => fail(v, format!("{e:#}")),
+            Err(e) => fail(&mut a, format!("{e:#}")),
         }
     }
 
     pub(crate) async fn exec(
-        v: &mut CtxView<'_, Ctx>,
+        mut a: impl Access,
         c: &Resource<Connection>,
         q: &Resource<Statement>,
     ) -> Op<u32> {
-        let session = v.table.get(c)?.session.clone();
-        let st = v.table.get(q)?;
-        let result = session.exec(&st.sql, &st.params).await;
-        match result {
+        let (session, sql, params) = run(&mut a, c, q)?;
+        match session.exec(&sql, &params).await {
             // The WIT counts in u32; more changed rows than that is reported as u32::MAX.
             Ok(n) => Ok(Ok(u32::try_from(n).unwrap_or(u32::MAX))),
-            Err(e) => fail(v, format!("{e:#}")),
+            Err(e) => fail(&mut a, format!("{e:#}")),
         }
     }
 
-    pub(crate) fn trace(v: &mut CtxView<'_, Ctx>, e: &Resource<Error>) -> Result<String> {
-        Ok(v.table.get(e)?.trace.clone())
+    pub(crate) fn trace(mut a: impl Access, e: &Resource<Error>) -> Result<String> {
+        a.on(|v| Ok(v.table.get(e)?.trace.clone()))
     }
 
-    pub(crate) fn drop_connection(v: &mut CtxView<'_, Ctx>, c: Resource<Connection>) -> Result<()> {
-        v.table.delete(c)?;
+    pub(crate) fn drop_connection(mut a: impl Access, c: Resource<Connection>) -> Result<()> {
+        a.on(|v| v.table.delete(c))?;
         Ok(())
     }
 
-    pub(crate) fn drop_statement(v: &mut CtxView<'_, Ctx>, s: Resource<Statement>) -> Result<()> {
-        v.table.delete(s)?;
+    pub(crate) fn drop_statement(mut a: impl Access, s: Resource<Statement>) -> Result<()> {
+        a.on(|v| v.table.delete(s))?;
         Ok(())
     }
 
-    pub(crate) fn drop_error(v: &mut CtxView<'_, Ctx>, e: Resource<Error>) -> Result<()> {
-        v.table.delete(e)?;
+    pub(crate) fn drop_error(mut a: impl Access, e: Resource<Error>) -> Result<()> {
+        a.on(|v| v.table.delete(e))?;
         Ok(())
     }
 }
@@ -388,7 +602,7 @@ mod tests {
     pub(crate) fn ok<T>(v: &mut CtxView<'_, Ctx>, r: ops::Op<T>) -> Result<T, String> {
         match r.expect("no trap") {
             Ok(t) => Ok(t),
-            Err(e) => Err(ops::trace(v, &e).expect("error handle")),
+            Err(e) => Err(ops::trace(&mut *v, &e).expect("error handle")),
         }
     }
 
@@ -420,9 +634,9 @@ mod tests {
             ctx: &mut ctx,
             table: &mut table,
         };
-        let c = ops::open(v, "orders".into()).await;
+        let c = ops::open(&mut *v, "orders".into()).await;
         assert!(ok(v, c).is_ok());
-        let denied = ops::open(v, "users".into()).await;
+        let denied = ops::open(&mut *v, "users".into()).await;
         assert_eq!(
             ok(v, denied).err().as_deref(),
             Some("database `users` is not granted: add it to [sql] databases in qwasr.toml")
@@ -452,21 +666,25 @@ mod tests {
             ctx: &mut ctx,
             table: &mut table,
         };
-        let c = ops::open(v, "db".into()).await;
+        let c = ops::open(&mut *v, "db".into()).await;
         let c = ok(v, c).unwrap();
-        let create = ops::prepare(v, "CREATE TABLE t(x)".into(), vec![]);
+        let create = ops::prepare(&mut *v, "CREATE TABLE t(x)".into(), vec![]);
         let create = ok(v, create).unwrap();
-        let r = ops::exec(v, &c, &create).await;
+        let r = ops::exec(&mut *v, &c, &create).await;
         assert_eq!(ok(v, r), Ok(0));
-        let insert = ops::prepare(v, "INSERT INTO t VALUES ($1)".into(), vec![Value::Int64(1)]);
+        let insert = ops::prepare(
+            &mut *v,
+            "INSERT INTO t VALUES ($1)".into(),
+            vec![Value::Int64(1)],
+        );
         let insert = ok(v, insert).unwrap();
         for _ in 0..3 {
-            let r = ops::exec(v, &c, &insert).await;
+            let r = ops::exec(&mut *v, &c, &insert).await;
             assert_eq!(ok(v, r), Ok(1));
         }
-        let count = ops::prepare(v, "SELECT count(*) AS n FROM t".into(), vec![]);
+        let count = ops::prepare(&mut *v, "SELECT count(*) AS n FROM t".into(), vec![]);
         let count = ok(v, count).unwrap();
-        let r = ops::query(v, &c, &count).await;
+        let r = ops::query(&mut *v, &c, &count).await;
         let rows = ok(v, r).unwrap();
         assert_eq!(
             rows.named().collect::<Vec<_>>(),
@@ -474,7 +692,37 @@ mod tests {
         );
 
         let stale: Resource<Connection> = Resource::new_own(c.rep() + 100);
-        assert!(ops::query(v, &stale, &count).await.is_err());
-        ops::drop_connection(v, c).unwrap();
+        assert!(ops::query(&mut *v, &stale, &count).await.is_err());
+        ops::drop_connection(&mut *v, c).unwrap();
+    }
+
+    #[test]
+    fn add_to_linker_links_the_flavours_compiled_in() {
+        struct State(Ctx, ResourceTable);
+        impl View<Ctx> for State {
+            fn view(&mut self) -> CtxView<'_, Ctx> {
+                CtxView {
+                    ctx: &mut self.0,
+                    table: &mut self.1,
+                }
+            }
+        }
+        // Concurrency support is on by default when compiled in (`async`).
+        let engine = wasmtime::Engine::default();
+        let linked = add_to_linker(&mut Linker::<State>::new(&engine));
+        let flavours = [
+            cfg!(feature = "sync"),
+            cfg!(feature = "proposal"),
+            cfg!(feature = "async"),
+        ];
+        if flavours.iter().filter(|on| **on).count() > 1 {
+            let e = linked.unwrap_err().to_string();
+            assert!(e.contains("which each bind wasi:sql@0.2.0-draft"), "{e}");
+            if flavours.iter().all(|on| *on) {
+                assert!(e.contains("features `sync`, `proposal`, `async`,"), "{e}");
+            }
+        } else {
+            linked.unwrap();
+        }
     }
 }

@@ -2,34 +2,19 @@
 //! `{field-name, value}` pair, `null` is a case of `data-type`, and
 //! parameters are strings.
 
-use crate::{Connection, Ctx, Error, HasSql, Rows, Statement, Value, ops, view};
+use crate::{
+    Connection, Ctx, Error, HasSql, Rows, Statement, Value, bindings, ops, sql_glue, view,
+};
 use anyhow::Result;
 use qwasr_kernel::{CtxView, View};
 use wasmtime::component::{Linker, Resource};
 
-mod generated {
-    wasmtime::component::bindgen!({
-        path: "../../wit/flavours/sql-0.2.0-draft.proposal",
-        world: "wasi:sql/imports",
-        imports: { default: async | trappable },
-        with: {
-            "wasi:sql/types.connection": crate::Connection,
-            "wasi:sql/types.statement": crate::Statement,
-            "wasi:sql/types.error": crate::Error,
-        },
-        anyhow: true,
-        additional_derives: [PartialEq],
-    });
-}
+bindings!("../../wit/flavours/sql-0.2.0-draft.proposal", imports: { default: async | trappable });
 
 use generated::wasi::sql::readwrite;
 pub(crate) use generated::wasi::sql::types::{self, DataType, Row};
 
-pub(crate) fn add_to_linker<T: View<Ctx> + 'static>(linker: &mut Linker<T>) -> Result<()> {
-    types::add_to_linker::<T, HasSql>(linker, view::<T>)?;
-    readwrite::add_to_linker::<T, HasSql>(linker, view::<T>)?;
-    Ok(())
-}
+sql_glue!(link);
 
 /// A result value for the guest (`float` is an f64 in this text).
 pub(crate) fn data_type(v: Value) -> DataType {
@@ -69,9 +54,7 @@ pub(crate) fn rows(r: Rows) -> Vec<Row> {
 impl types::Host for CtxView<'_, Ctx> {}
 
 impl types::HostConnection for CtxView<'_, Ctx> {
-    async fn open(&mut self, name: String) -> ops::Op<Resource<Connection>> {
-        ops::open(self, name).await
-    }
+    sql_glue!(open [&mut self] self);
 
     async fn drop(&mut self, c: Resource<Connection>) -> Result<()> {
         ops::drop_connection(self, c)
@@ -105,17 +88,7 @@ impl types::HostError for CtxView<'_, Ctx> {
 }
 
 impl readwrite::Host for CtxView<'_, Ctx> {
-    async fn query(
-        &mut self,
-        c: Resource<Connection>,
-        q: Resource<Statement>,
-    ) -> ops::Op<Vec<Row>> {
-        Ok(ops::query(self, &c, &q).await?.map(rows))
-    }
-
-    async fn exec(&mut self, c: Resource<Connection>, q: Resource<Statement>) -> ops::Op<u32> {
-        ops::exec(self, &c, &q).await
-    }
+    sql_glue!(readwrite [&mut self] self);
 }
 
 #[cfg(test)]

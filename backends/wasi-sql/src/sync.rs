@@ -1,111 +1,25 @@
 //! Qwasr's `wasi:sql@0.2.0-draft`: rows of named fields with an index, and
 //! data types whose `none` is SQL NULL.
 
-use crate::{Connection, Ctx, Error, HasSql, Kind, Rows, Statement, Value, ops, view};
+use crate::{
+    Connection, Ctx, Error, HasSql, Kind, Rows, Statement, Value, bindings, ops, sql_glue, view,
+};
 use anyhow::Result;
 use qwasr_kernel::{CtxView, View};
 use wasmtime::component::{Linker, Resource};
 
-mod generated {
-    wasmtime::component::bindgen!({
-        path: "../../wit/deps/sql-0.2.0-draft",
-        world: "wasi:sql/imports",
-        imports: { default: async | trappable },
-        with: {
-            "wasi:sql/types.connection": crate::Connection,
-            "wasi:sql/types.statement": crate::Statement,
-            "wasi:sql/types.error": crate::Error,
-        },
-        anyhow: true,
-        additional_derives: [PartialEq],
-    });
-}
+bindings!("../../wit/deps/sql-0.2.0-draft", imports: { default: async | trappable });
 
 use generated::wasi::sql::readwrite;
 pub(crate) use generated::wasi::sql::types::{self, DataType, Field, Row};
 
-pub(crate) fn add_to_linker<T: View<Ctx> + 'static>(linker: &mut Linker<T>) -> Result<()> {
-    types::add_to_linker::<T, HasSql>(linker, view::<T>)?;
-    readwrite::add_to_linker::<T, HasSql>(linker, view::<T>)?;
-    Ok(())
-}
-
-/// A guest's parameter as a neutral value; any case holding `none` is NULL.
-pub(crate) fn value(d: DataType) -> Value {
-    match d {
-        DataType::Int32(v) => v.map_or(Value::Null, Value::Int32),
-        DataType::Int64(v) => v.map_or(Value::Null, Value::Int64),
-        DataType::Uint32(v) => v.map_or(Value::Null, Value::Uint32),
-        DataType::Uint64(v) => v.map_or(Value::Null, Value::Uint64),
-        DataType::Float(v) => v.map_or(Value::Null, Value::Float),
-        DataType::Double(v) => v.map_or(Value::Null, Value::Double),
-        DataType::Str(v) => v.map_or(Value::Null, Value::Str),
-        DataType::Boolean(v) => v.map_or(Value::Null, Value::Boolean),
-        DataType::Date(v) => v.map_or(Value::Null, Value::Date),
-        DataType::Time(v) => v.map_or(Value::Null, Value::Time),
-        DataType::Timestamp(v) => v.map_or(Value::Null, Value::Timestamp),
-        DataType::Binary(v) => v.map_or(Value::Null, Value::Binary),
-    }
-}
-
-/// A result value for the guest. A NULL takes the case of its column's
-/// declared type, and `str(none)` where the column has none (an expression).
-pub(crate) fn data_type(v: Value, column: Option<Kind>) -> DataType {
-    match v {
-        Value::Null => match column.unwrap_or(Kind::Str) {
-            Kind::Int32 => DataType::Int32(None),
-            Kind::Int64 => DataType::Int64(None),
-            Kind::Uint32 => DataType::Uint32(None),
-            Kind::Uint64 => DataType::Uint64(None),
-            Kind::Float => DataType::Float(None),
-            Kind::Double => DataType::Double(None),
-            Kind::Str => DataType::Str(None),
-            Kind::Boolean => DataType::Boolean(None),
-            Kind::Date => DataType::Date(None),
-            Kind::Time => DataType::Time(None),
-            Kind::Timestamp => DataType::Timestamp(None),
-            Kind::Binary => DataType::Binary(None),
-        },
-        Value::Int32(v) => DataType::Int32(Some(v)),
-        Value::Int64(v) => DataType::Int64(Some(v)),
-        Value::Uint32(v) => DataType::Uint32(Some(v)),
-        Value::Uint64(v) => DataType::Uint64(Some(v)),
-        Value::Float(v) => DataType::Float(Some(v)),
-        Value::Double(v) => DataType::Double(Some(v)),
-        Value::Str(v) => DataType::Str(Some(v)),
-        Value::Boolean(v) => DataType::Boolean(Some(v)),
-        Value::Date(v) => DataType::Date(Some(v)),
-        Value::Time(v) => DataType::Time(Some(v)),
-        Value::Timestamp(v) => DataType::Timestamp(Some(v)),
-        Value::Binary(v) => DataType::Binary(Some(v)),
-    }
-}
-
-/// One `row` per result row, `index` its position (`"0"`, `"1"`, …).
-pub(crate) fn rows(r: Rows) -> Vec<Row> {
-    let Rows { columns, rows } = r;
-    rows.into_iter()
-        .enumerate()
-        .map(|(i, values)| Row {
-            index: i.to_string(),
-            fields: columns
-                .iter()
-                .zip(values)
-                .map(|(c, v)| Field {
-                    name: c.name.clone(),
-                    value: data_type(v, c.kind),
-                })
-                .collect(),
-        })
-        .collect()
-}
+sql_glue!(link);
+sql_glue!(qwasr types);
 
 impl types::Host for CtxView<'_, Ctx> {}
 
 impl types::HostConnection for CtxView<'_, Ctx> {
-    async fn open(&mut self, name: String) -> ops::Op<Resource<Connection>> {
-        ops::open(self, name).await
-    }
+    sql_glue!(open [&mut self] self);
 
     async fn drop(&mut self, c: Resource<Connection>) -> Result<()> {
         ops::drop_connection(self, c)
@@ -113,13 +27,7 @@ impl types::HostConnection for CtxView<'_, Ctx> {
 }
 
 impl types::HostStatement for CtxView<'_, Ctx> {
-    async fn prepare(
-        &mut self,
-        query: String,
-        params: Vec<DataType>,
-    ) -> ops::Op<Resource<Statement>> {
-        ops::prepare(self, query, params.into_iter().map(value).collect())
-    }
+    sql_glue!(prepare [&mut self] self);
 
     async fn drop(&mut self, s: Resource<Statement>) -> Result<()> {
         ops::drop_statement(self, s)
@@ -137,17 +45,7 @@ impl types::HostError for CtxView<'_, Ctx> {
 }
 
 impl readwrite::Host for CtxView<'_, Ctx> {
-    async fn query(
-        &mut self,
-        c: Resource<Connection>,
-        q: Resource<Statement>,
-    ) -> ops::Op<Vec<Row>> {
-        Ok(ops::query(self, &c, &q).await?.map(rows))
-    }
-
-    async fn exec(&mut self, c: Resource<Connection>, q: Resource<Statement>) -> ops::Op<u32> {
-        ops::exec(self, &c, &q).await
-    }
+    sql_glue!(readwrite [&mut self] self);
 }
 
 #[cfg(test)]
