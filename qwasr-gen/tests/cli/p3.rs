@@ -21,8 +21,8 @@ fn a_wasi_0_3_hello_streams_bodies_and_keeps_its_deadline() {
     let (bin, _) = build(&["--manifest", "examples/hello-p3/qwasr.toml"]);
     let rt = Runtime::start(&bin, &[]);
     assert_eq!(
-        rt.get("/hi?x=1"),
-        (200, "Hello from WASI 0.3! You asked for /hi?x=1\n".into())
+        rt.get("/?x=1"),
+        (200, "Hello from WASI 0.3! You asked for /?x=1\n".into())
     );
 
     // A large body in and out.
