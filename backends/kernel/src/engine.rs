@@ -353,7 +353,7 @@ pub fn concurrency_support(engine: &Engine) -> bool {
 /// synchronous call while another of its tasks runs (components composed of
 /// several, each with tasks of its own). Measured: one per store suffices
 /// for a wit-bindgen 0.63 guest streaming bodies both ways with the pool
-/// full (qwasr-wasi-http's tests/serve_p3.rs passes with one). A request that
+/// full (qwasr-wasi-http's tests/serve/p3.rs passes with one). A request that
 /// finds no stack fails rather than waits, so concurrency apps get four:
 /// a stack is reserved address space until a guest first runs on it, small
 /// next to each instance's linear memory.
@@ -416,24 +416,7 @@ fn load(engine: &Engine, app: &App, cli: &Cli) -> Result<Component> {
 mod tests {
     use super::*;
     #[cfg(feature = "compiler")]
-    use wasmtime_wasi::{WasiCtxView, WasiView};
-
-    #[cfg(feature = "compiler")]
-    struct State(KernelCtx);
-
-    #[cfg(feature = "compiler")]
-    impl WasiView for State {
-        fn ctx(&mut self) -> WasiCtxView<'_> {
-            self.0.wasi_view()
-        }
-    }
-
-    #[cfg(feature = "compiler")]
-    impl Host for State {
-        fn kernel(&mut self) -> &mut KernelCtx {
-            &mut self.0
-        }
-    }
+    use crate::testing::{State, encode};
 
     #[cfg(any(feature = "compiler", not(feature = "p3")))]
     fn app(component: &'static [u8], concurrency: bool) -> &'static App {
@@ -509,22 +492,8 @@ mod tests {
         } else {
             LiftLowerAbi::Sync
         };
-        let mut module = wit_component::dummy_module(&resolve, world, ManglingAndAbi::Legacy(abi));
-        wit_component::embed_component_metadata(
-            &mut module,
-            &resolve,
-            world,
-            wit_component::StringEncoding::UTF8,
-            false,
-        )
-        .unwrap();
-        let component = wit_component::ComponentEncoder::default()
-            .module(&module)
-            .unwrap()
-            .validate(true)
-            .encode()
-            .unwrap();
-        Box::leak(component.into_boxed_slice())
+        let module = wit_component::dummy_module(&resolve, world, ManglingAndAbi::Legacy(abi));
+        encode(&resolve, world, module)
     }
 
     #[cfg(feature = "compiler")]
@@ -542,7 +511,7 @@ mod tests {
             )
             .unwrap();
             assert_eq!(concurrency_support(kernel.engine()), concurrency);
-            let linker = kernel.linker::<State>().unwrap();
+            let linker = kernel.linker::<State<()>>().unwrap();
             if let Err(e) = kernel.instantiate_pre(&linker) {
                 panic!("concurrency {concurrency}: {e:?}");
             }

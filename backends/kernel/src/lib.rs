@@ -24,6 +24,10 @@
 
 mod cli;
 mod engine;
+pub mod fs;
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod testing;
 mod topics;
 
 pub use cli::Cli;
@@ -218,6 +222,58 @@ pub struct CtxView<'a, C> {
 pub trait View<C>: Send {
     /// Borrows the interface's context and the resource table.
     fn view(&mut self) -> CtxView<'_, C>;
+}
+
+/// One synchronous step on an interface's [`CtxView`], however the host
+/// function reached the store.
+///
+/// An interface crate writes each operation once, over `impl Access<Ctx>`,
+/// and every flavour calls it: a sync flavour hands in its `CtxView`,
+/// borrowed for the whole call; an `async func` flavour (feature `p3`) its
+/// `&Accessor`, which must not be held across an await. So an operation
+/// takes what it needs out of the view in one step, awaits the backend with
+/// the view released, and comes back in another step for the result.
+///
+/// Implemented for `CtxView<'_, C>`, for `&mut A` where `A: Access<C>` (an
+/// operation may take its access by value or by `&mut`), and with `p3` for
+/// `&Accessor<T, D>` where `D` is the interface's [`HasData`] marker whose
+/// data is a `CtxView<'_, C>`.
+///
+/// ```ignore
+/// async fn get(mut a: impl Access<Ctx>, b: &Resource<Bucket>, key: &str) -> anyhow::Result<Value> {
+///     let (store, name) = a.on(|v| anyhow::Ok((v.ctx.store.clone(), v.table.get(b)?.name.clone())))?;
+///     store.get(&name, key).await
+/// }
+/// ```
+///
+/// [`HasData`]: wasmtime::component::HasData
+pub trait Access<C>: Send {
+    /// Runs `f` on the view.
+    fn on<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, C>) -> R) -> R;
+}
+
+impl<C: Send> Access<C> for CtxView<'_, C> {
+    fn on<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, C>) -> R) -> R {
+        f(self)
+    }
+}
+
+impl<C, A: Access<C>> Access<C> for &mut A {
+    fn on<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, C>) -> R) -> R {
+        (**self).on(f)
+    }
+}
+
+/// An `async func`'s way to the store: one `with` per step.
+#[cfg(feature = "p3")]
+impl<T, D, C> Access<C> for &wasmtime::component::Accessor<T, D>
+where
+    T: 'static,
+    D: for<'a> wasmtime::component::HasData<Data<'a> = CtxView<'a, C>> + ?Sized,
+{
+    fn on<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, C>) -> R) -> R {
+        wasmtime::component::Accessor::with(*self, |mut access| f(&mut access.get()))
+    }
 }
 
 /// What a backend's `connect` function gets: the manifest's options for it.

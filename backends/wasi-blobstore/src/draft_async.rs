@@ -9,9 +9,7 @@
 //! `incoming-value-consume-sync`, dropping an `outgoing-value`) block the
 //! calling guest while they wait, as a sync call does.
 
-use crate::{
-    Access, Container, Ctx, HasBlobstore, IncomingValue, ObjectNames, OutgoingValue, ops, view,
-};
+use crate::{Container, Ctx, HasBlobstore, IncomingValue, ObjectNames, OutgoingValue, ops, view};
 use anyhow::Result;
 use qwasr_kernel::{CtxView, View};
 use wasmtime::component::{Accessor, Linker, Resource};
@@ -42,13 +40,6 @@ pub(crate) fn add_to_linker<T: View<Ctx> + 'static>(linker: &mut Linker<T>) -> R
     container::add_to_linker::<T, HasBlobstore>(linker, view::<T>)?;
     types::add_to_linker::<T, HasBlobstore>(linker, view::<T>)?;
     Ok(())
-}
-
-/// An `async func`'s way to the store: one `with` per table touch.
-impl<T> Access for &Accessor<T, HasBlobstore> {
-    fn with<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, Ctx>) -> R) -> R {
-        Accessor::with(*self, |mut access| f(&mut access.get()))
-    }
 }
 
 type Op<T> = ops::Op<T>;
@@ -248,24 +239,9 @@ mod tests {
     use super::*;
     use blobstore::HostWithStore as _;
     use container::{HostContainerWithStore as _, HostStreamObjectNamesWithStore as _};
+    use qwasr_kernel::testing::in_store;
     use qwasr_kernel::{App, BackendConfig, Code, Limits};
     use std::collections::BTreeSet;
-    use wasmtime::component::ResourceTable;
-    use wasmtime::{Engine, Store};
-
-    struct State {
-        ctx: Ctx,
-        table: ResourceTable,
-    }
-
-    impl View<Ctx> for State {
-        fn view(&mut self) -> CtxView<'_, Ctx> {
-            CtxView {
-                ctx: &mut self.ctx,
-                table: &mut self.table,
-            }
-        }
-    }
 
     static APP: App = App {
         limits: Limits {
@@ -276,9 +252,8 @@ mod tests {
         ..App::new("test", Code::Wasm(&[]))
     };
 
-    /// A store on an engine with concurrency support, over a fresh embedded
-    /// backend.
-    async fn store(dir: &std::path::Path, app: &'static App) -> Store<State> {
+    /// A fresh embedded backend in `dir`.
+    async fn connect(dir: &std::path::Path, app: &'static App) -> Ctx {
         let cfg = BackendConfig {
             data_root: dir.to_path_buf(),
             app,
@@ -287,15 +262,7 @@ mod tests {
             options: Vec::new(),
             overrides: Vec::new(),
         };
-        let ctx = crate::embedded::connect(&cfg).await.unwrap();
-        let engine = Engine::new(&qwasr_kernel::engine_config(&APP.limits, true)).unwrap();
-        Store::new(
-            &engine,
-            State {
-                ctx,
-                table: ResourceTable::new(),
-            },
-        )
+        crate::embedded::connect(&cfg).await.unwrap()
     }
 
     fn borrow<R: 'static>(r: &Resource<R>) -> Resource<R> {
@@ -307,59 +274,54 @@ mod tests {
     #[tokio::test]
     async fn overlapping_calls_do_not_hold_the_store_and_see_each_other() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = store(dir.path(), &APP).await;
-        store
-            .run_concurrent(async |acc| {
-                let acc = &acc.with_getter::<Has>(view::<State>);
-                let c = Has::create_container(acc, "c".into())
-                    .await
-                    .unwrap()
-                    .unwrap();
-                let value = acc
-                    .with(|mut a| ops::new_outgoing_value(&mut a.get()))
-                    .unwrap();
-                // Both run at once on one value: one stores it, the other is
-                // told it is taken, whichever step the first one is at.
-                let write =
-                    |name: &str| Has::write_data(acc, borrow(&c), name.into(), borrow(&value));
-                let (a, b) = tokio::join!(write("a"), write("b"));
-                assert_eq!(a.unwrap(), Ok(()));
-                assert_eq!(
-                    b.unwrap().unwrap_err(),
-                    "write-data was already called for this outgoing-value (object `a` in \
-                     container `c`); use a new outgoing-value for another object"
-                );
-                let has = |name: &str| Has::has_object(acc, borrow(&c), name.into());
-                assert_eq!(has("a").await.unwrap(), Ok(true));
-                assert_eq!(has("b").await.unwrap(), Ok(false));
+        in_store::<_, Has, _>(connect(dir.path(), &APP).await, async |acc| {
+            let c = Has::create_container(acc, "c".into())
+                .await
+                .unwrap()
+                .unwrap();
+            let value = acc
+                .with(|mut a| ops::new_outgoing_value(&mut a.get()))
+                .unwrap();
+            // Both run at once on one value: one stores it, the other is
+            // told it is taken, whichever step the first one is at.
+            let write = |name: &str| Has::write_data(acc, borrow(&c), name.into(), borrow(&value));
+            let (a, b) = tokio::join!(write("a"), write("b"));
+            assert_eq!(a.unwrap(), Ok(()));
+            assert_eq!(
+                b.unwrap().unwrap_err(),
+                "write-data was already called for this outgoing-value (object `a` in \
+                 container `c`); use a new outgoing-value for another object"
+            );
+            let has = |name: &str| Has::has_object(acc, borrow(&c), name.into());
+            assert_eq!(has("a").await.unwrap(), Ok(true));
+            assert_eq!(has("b").await.unwrap(), Ok(false));
 
-                // Three reads of one listing at once take turns.
-                for i in 0..25 {
-                    let backend = acc.with(|mut a| a.get().ctx.backend.clone());
-                    let writer = backend.writer().await.unwrap();
-                    writer.commit("c", &format!("{i:02}")).await.unwrap();
-                }
-                let names = Has::list_objects(acc, borrow(&c)).await.unwrap().unwrap();
-                let read = || Has::read_stream_object_names(acc, borrow(&names), 10);
-                let (x, y, z) = tokio::join!(read(), read(), read());
-                let mut seen = BTreeSet::new();
-                let mut sizes = Vec::new();
-                for (got, _) in [x, y, z].map(|r| r.unwrap().unwrap()) {
-                    sizes.push(got.len());
-                    seen.extend(got);
-                }
-                sizes.sort();
-                assert_eq!(sizes, [6, 10, 10]);
-                assert_eq!(seen.len(), 26, "25 names and `a`, each once");
-                acc.with(|mut a| {
-                    let mut v = a.get();
-                    container::HostStreamObjectNames::drop(&mut v, names).unwrap();
-                    let name = container::HostContainer::name(&mut v, borrow(&c)).unwrap();
-                    assert_eq!(name, Ok("c".into()));
-                });
-            })
-            .await
-            .unwrap();
+            // Three reads of one listing at once take turns.
+            for i in 0..25 {
+                let backend = acc.with(|mut a| a.get().ctx.backend.clone());
+                let writer = backend.writer().await.unwrap();
+                writer.commit("c", &format!("{i:02}")).await.unwrap();
+            }
+            let names = Has::list_objects(acc, borrow(&c)).await.unwrap().unwrap();
+            let read = || Has::read_stream_object_names(acc, borrow(&names), 10);
+            let (x, y, z) = tokio::join!(read(), read(), read());
+            let mut seen = BTreeSet::new();
+            let mut sizes = Vec::new();
+            for (got, _) in [x, y, z].map(|r| r.unwrap().unwrap()) {
+                sizes.push(got.len());
+                seen.extend(got);
+            }
+            sizes.sort();
+            assert_eq!(sizes, [6, 10, 10]);
+            assert_eq!(seen.len(), 26, "25 names and `a`, each once");
+            acc.with(|mut a| {
+                let mut v = a.get();
+                container::HostStreamObjectNames::drop(&mut v, names).unwrap();
+                let name = container::HostContainer::name(&mut v, borrow(&c)).unwrap();
+                assert_eq!(name, Ok("c".into()));
+            });
+        })
+        .await;
     }
 
     #[tokio::test]
@@ -369,28 +331,24 @@ mod tests {
             ..APP
         };
         let dir = tempfile::tempdir().unwrap();
-        let mut store = store(dir.path(), &GRANTED).await;
-        store
-            .run_concurrent(async |acc| {
-                let acc = &acc.with_getter::<Has>(view::<State>);
-                let denied = "container `other` is not granted: add it to [blobstore] \
-                              containers in qwasr.toml";
-                assert_eq!(
-                    Has::create_container(acc, "other".into())
-                        .await
-                        .unwrap()
-                        .unwrap_err(),
-                    denied
-                );
-                assert_eq!(
-                    Has::get_container(acc, "granted".into())
-                        .await
-                        .unwrap()
-                        .unwrap_err(),
-                    "container `granted` does not exist"
-                );
-            })
-            .await
-            .unwrap();
+        in_store::<_, Has, _>(connect(dir.path(), &GRANTED).await, async |acc| {
+            let denied = "container `other` is not granted: add it to [blobstore] \
+                          containers in qwasr.toml";
+            assert_eq!(
+                Has::create_container(acc, "other".into())
+                    .await
+                    .unwrap()
+                    .unwrap_err(),
+                denied
+            );
+            assert_eq!(
+                Has::get_container(acc, "granted".into())
+                    .await
+                    .unwrap()
+                    .unwrap_err(),
+                "container `granted` does not exist"
+            );
+        })
+        .await;
     }
 }

@@ -6,8 +6,7 @@
 
 use crate::Ctx;
 use qwasr_kernel::wasmtime::component::Linker;
-use qwasr_kernel::wasmtime_wasi::{WasiCtxView, WasiView};
-use qwasr_kernel::{App, Cli, Code, CtxView, Host, Kernel, KernelCtx, Limits, View};
+use qwasr_kernel::{App, Cli, Code, Kernel, Limits, testing};
 
 /// `run` stores "hello blobstore" as `c/obj` through the body stream, reads
 /// it back whole through an input stream and bytes 6..=9 with
@@ -113,62 +112,18 @@ fn component(flavour: &Flavour) -> &'static [u8] {
         flavour.io,
         if flavour.concurrency { "async " } else { "" }
     );
-    let mut resolve = wit_parser::Resolve::default();
-    resolve
-        .push_dir(format!("{wit}/deps/io-{}", flavour.io))
-        .unwrap();
-    resolve
-        .push_dir(format!("{wit}/{}", flavour.blobstore))
-        .unwrap();
-    let pkg = resolve.push_str("guest.wit", &world).unwrap();
-    let world = resolve.select_world(&[pkg], Some("guest")).unwrap();
     let wat = GUEST
         .replace("@IO", &format!("@{}", flavour.io))
         .replace(";; IMPORTS", flavour.run.0)
         .replace(";; EXPORTS", flavour.run.1);
-    let mut module = wat::parse_str(wat).unwrap();
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-        false,
-    )
-    .unwrap();
-    let bytes = wit_component::ComponentEncoder::default()
-        .module(&module)
-        .unwrap()
-        .validate(true)
-        .encode()
-        .unwrap();
-    Box::leak(bytes.into_boxed_slice())
+    let deps = [
+        format!("{wit}/deps/io-{}", flavour.io),
+        format!("{wit}/{}", flavour.blobstore),
+    ];
+    testing::component(&deps, &world, &wat)
 }
 
-struct State {
-    kernel: KernelCtx,
-    blobstore: Ctx,
-}
-
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        self.kernel.wasi_view()
-    }
-}
-
-impl Host for State {
-    fn kernel(&mut self) -> &mut KernelCtx {
-        &mut self.kernel
-    }
-}
-
-impl View<Ctx> for State {
-    fn view(&mut self) -> CtxView<'_, Ctx> {
-        CtxView {
-            ctx: &mut self.blobstore,
-            table: &mut self.kernel.table,
-        }
-    }
-}
+type State = testing::State<Ctx>;
 
 async fn a_guest_writes_and_reads_through_the_kernels_wasi_io(flavour: Flavour) {
     let dir = tempfile::tempdir().unwrap();
@@ -192,7 +147,7 @@ async fn a_guest_writes_and_reads_through_the_kernels_wasi_io(flavour: Flavour) 
     let pre = kernel.instantiate_pre(&linker).unwrap();
     let mut store = kernel.store(State {
         kernel: kernel.ctx(),
-        blobstore: ctx.clone(),
+        ctx: ctx.clone(),
     });
     let instance = pre.instantiate_async(&mut store).await.unwrap();
     let run = instance

@@ -528,21 +528,6 @@ fn view<T: View<Ctx>>(t: &mut T) -> qwasr_kernel::CtxView<'_, Ctx> {
     t.view()
 }
 
-/// How the shared operations reach a store's context and table. The sync
-/// flavour hands in its view, borrowed for the whole call; the async flavour
-/// an `Accessor`, borrowed for one `with` at a time: no operation touches
-/// the table across an await.
-trait Access: Send {
-    /// Runs `f` with the view.
-    fn with<R>(&mut self, f: impl FnOnce(&mut qwasr_kernel::CtxView<'_, Ctx>) -> R) -> R;
-}
-
-impl Access for qwasr_kernel::CtxView<'_, Ctx> {
-    fn with<R>(&mut self, f: impl FnOnce(&mut qwasr_kernel::CtxView<'_, Ctx>) -> R) -> R {
-        f(self)
-    }
-}
-
 /// The operations every flavour shares. The outer `Result` traps the guest
 /// (a bad resource handle); the inner one is the error string the guest
 /// gets.
@@ -550,6 +535,7 @@ mod ops {
     use super::*;
     use crate::errors::{Shown, no_container};
     use crate::streams::{BodyStream, ValueStream};
+    use qwasr_kernel::Access;
     use wasmtime::component::Resource;
     use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
@@ -560,8 +546,8 @@ mod ops {
     }
 
     /// The backend, if the manifest grants every one of `names`.
-    fn granted(s: &mut impl Access, names: &[&str]) -> Result<Arc<dyn Blobstore>, String> {
-        s.with(|v| {
+    fn granted(s: &mut impl Access<Ctx>, names: &[&str]) -> Result<Arc<dyn Blobstore>, String> {
+        s.on(|v| {
             for name in names {
                 v.ctx.grant(name)?;
             }
@@ -570,16 +556,19 @@ mod ops {
     }
 
     /// The backend and the name of an open container.
-    fn open(s: &mut impl Access, c: &Resource<Container>) -> Result<(Arc<dyn Blobstore>, String)> {
-        s.with(|v| Ok((v.ctx.backend.clone(), v.table.get(c)?.name.clone())))
+    fn open(
+        s: &mut impl Access<Ctx>,
+        c: &Resource<Container>,
+    ) -> Result<(Arc<dyn Blobstore>, String)> {
+        s.on(|v| Ok((v.ctx.backend.clone(), v.table.get(c)?.name.clone())))
     }
 
-    fn push<R: Send + 'static>(s: &mut impl Access, r: R) -> Result<Resource<R>> {
-        s.with(|v| Ok(v.table.push(r)?))
+    fn push<R: Send + 'static>(s: &mut impl Access<Ctx>, r: R) -> Result<Resource<R>> {
+        s.on(|v| Ok(v.table.push(r)?))
     }
 
     pub(crate) async fn create_container(
-        s: &mut impl Access,
+        s: &mut impl Access<Ctx>,
         name: String,
     ) -> Op<Resource<Container>> {
         let backend = match granted(s, &[&name]) {
@@ -593,7 +582,7 @@ mod ops {
     }
 
     pub(crate) async fn get_container(
-        s: &mut impl Access,
+        s: &mut impl Access<Ctx>,
         name: String,
     ) -> Op<Resource<Container>> {
         let backend = match granted(s, &[&name]) {
@@ -607,7 +596,7 @@ mod ops {
         }
     }
 
-    pub(crate) async fn delete_container(s: &mut impl Access, name: String) -> Op<()> {
+    pub(crate) async fn delete_container(s: &mut impl Access<Ctx>, name: String) -> Op<()> {
         let backend = match granted(s, &[&name]) {
             Ok(b) => b,
             Err(e) => return Ok(Err(e)),
@@ -615,7 +604,7 @@ mod ops {
         Ok(backend.delete_container(&name).await.map_err(text))
     }
 
-    pub(crate) async fn container_exists(s: &mut impl Access, name: String) -> Op<bool> {
+    pub(crate) async fn container_exists(s: &mut impl Access<Ctx>, name: String) -> Op<bool> {
         let backend = match granted(s, &[&name]) {
             Ok(b) => b,
             Err(e) => return Ok(Err(e)),
@@ -627,7 +616,11 @@ mod ops {
             .map_err(text))
     }
 
-    pub(crate) async fn copy_object(s: &mut impl Access, src: ObjectId, dest: ObjectId) -> Op<()> {
+    pub(crate) async fn copy_object(
+        s: &mut impl Access<Ctx>,
+        src: ObjectId,
+        dest: ObjectId,
+    ) -> Op<()> {
         let backend = match granted(s, &[&src.container, &dest.container]) {
             Ok(b) => b,
             Err(e) => return Ok(Err(e)),
@@ -635,7 +628,11 @@ mod ops {
         Ok(backend.copy_object(&src, &dest).await.map_err(text))
     }
 
-    pub(crate) async fn move_object(s: &mut impl Access, src: ObjectId, dest: ObjectId) -> Op<()> {
+    pub(crate) async fn move_object(
+        s: &mut impl Access<Ctx>,
+        src: ObjectId,
+        dest: ObjectId,
+    ) -> Op<()> {
         let backend = match granted(s, &[&src.container, &dest.container]) {
             Ok(b) => b,
             Err(e) => return Ok(Err(e)),
@@ -643,11 +640,14 @@ mod ops {
         Ok(backend.move_object(&src, &dest).await.map_err(text))
     }
 
-    pub(crate) fn name(s: &mut impl Access, c: &Resource<Container>) -> Op<String> {
+    pub(crate) fn name(s: &mut impl Access<Ctx>, c: &Resource<Container>) -> Op<String> {
         Ok(Ok(open(s, c)?.1))
     }
 
-    pub(crate) async fn info(s: &mut impl Access, c: &Resource<Container>) -> Op<ContainerInfo> {
+    pub(crate) async fn info(
+        s: &mut impl Access<Ctx>,
+        c: &Resource<Container>,
+    ) -> Op<ContainerInfo> {
         let (backend, name) = open(s, c)?;
         Ok(match backend.container_info(&name).await {
             Ok(Some(info)) => Ok(info),
@@ -657,7 +657,7 @@ mod ops {
     }
 
     pub(crate) async fn get_data(
-        s: &mut impl Access,
+        s: &mut impl Access<Ctx>,
         c: &Resource<Container>,
         name: String,
         start: u64,
@@ -707,12 +707,12 @@ mod ops {
     );
 
     pub(crate) async fn write_data(
-        s: &mut impl Access,
+        s: &mut impl Access<Ctx>,
         c: &Resource<Container>,
         name: String,
         data: &Resource<OutgoingValue>,
     ) -> Op<()> {
-        let pending = s.with(|v| -> Result<Result<Option<Pending>, String>> {
+        let pending = s.on(|v| -> Result<Result<Option<Pending>, String>> {
             let id = ObjectId::new(v.table.get(c)?.name.clone(), name);
             let backend = v.ctx.backend.clone();
             let value = v.table.get_mut(data)?;
@@ -746,7 +746,7 @@ mod ops {
             Err(e) => return Ok(Err(e)),
         };
         let stored = store(&backend, writer, failure, &id).await;
-        s.with(|v| -> Result<()> {
+        s.on(|v| -> Result<()> {
             v.table.get_mut(data)?.stage = match stored {
                 Ok(()) => Stage::Stored(id),
                 Err(_) => Stage::Failed,
@@ -757,7 +757,7 @@ mod ops {
     }
 
     pub(crate) async fn list_objects(
-        s: &mut impl Access,
+        s: &mut impl Access<Ctx>,
         c: &Resource<Container>,
     ) -> Op<Resource<ObjectNames>> {
         let (backend, container) = open(s, c)?;
@@ -780,7 +780,7 @@ mod ops {
     }
 
     pub(crate) async fn delete_object(
-        s: &mut impl Access,
+        s: &mut impl Access<Ctx>,
         c: &Resource<Container>,
         name: String,
     ) -> Op<()> {
@@ -789,7 +789,7 @@ mod ops {
     }
 
     pub(crate) async fn delete_objects(
-        s: &mut impl Access,
+        s: &mut impl Access<Ctx>,
         c: &Resource<Container>,
         names: Vec<String>,
     ) -> Op<()> {
@@ -803,7 +803,7 @@ mod ops {
     }
 
     pub(crate) async fn has_object(
-        s: &mut impl Access,
+        s: &mut impl Access<Ctx>,
         c: &Resource<Container>,
         name: String,
     ) -> Op<bool> {
@@ -816,7 +816,7 @@ mod ops {
     }
 
     pub(crate) async fn object_info(
-        s: &mut impl Access,
+        s: &mut impl Access<Ctx>,
         c: &Resource<Container>,
         name: String,
     ) -> Op<ObjectInfo> {
@@ -828,16 +828,16 @@ mod ops {
         })
     }
 
-    pub(crate) async fn clear(s: &mut impl Access, c: &Resource<Container>) -> Op<()> {
+    pub(crate) async fn clear(s: &mut impl Access<Ctx>, c: &Resource<Container>) -> Op<()> {
         let (backend, container) = open(s, c)?;
         Ok(backend.clear(&container).await.map_err(text))
     }
 
     fn listing(
-        s: &mut impl Access,
+        s: &mut impl Access<Ctx>,
         names: &Resource<ObjectNames>,
     ) -> Result<Arc<tokio::sync::Mutex<Listing>>> {
-        s.with(|v| Ok(v.table.get(names)?.listing.clone()))
+        s.on(|v| Ok(v.table.get(names)?.listing.clone()))
     }
 
     impl Listing {
@@ -855,7 +855,7 @@ mod ops {
     }
 
     pub(crate) async fn read_names(
-        s: &mut impl Access,
+        s: &mut impl Access<Ctx>,
         names: &Resource<ObjectNames>,
         len: u64,
     ) -> Op<(Vec<String>, bool)> {
@@ -876,7 +876,7 @@ mod ops {
     }
 
     pub(crate) async fn skip_names(
-        s: &mut impl Access,
+        s: &mut impl Access<Ctx>,
         names: &Resource<ObjectNames>,
         num: u64,
     ) -> Op<(u64, bool)> {
@@ -903,7 +903,7 @@ mod ops {
         Ok(Ok((skipped, names.done())))
     }
 
-    pub(crate) fn new_outgoing_value(s: &mut impl Access) -> Result<Resource<OutgoingValue>> {
+    pub(crate) fn new_outgoing_value(s: &mut impl Access<Ctx>) -> Result<Resource<OutgoingValue>> {
         push(
             s,
             OutgoingValue {
@@ -916,10 +916,10 @@ mod ops {
 
     /// `outgoing-value-write-body`: the value's output stream, at most once.
     pub(crate) fn write_body(
-        s: &mut impl Access,
+        s: &mut impl Access<Ctx>,
         value: Resource<OutgoingValue>,
     ) -> Result<Result<Resource<DynOutputStream>, ()>> {
-        s.with(|v| {
+        s.on(|v| {
             let backend = v.ctx.backend.clone();
             let out = v.table.get_mut(&value)?;
             // At most once, and not after write-data stored an empty body.
@@ -935,10 +935,10 @@ mod ops {
         })
     }
 
-    pub(crate) async fn finish(s: &mut impl Access, value: Resource<OutgoingValue>) -> Op<()> {
+    pub(crate) async fn finish(s: &mut impl Access<Ctx>, value: Resource<OutgoingValue>) -> Op<()> {
         // Traps while the body stream is still open: it is a child resource.
         let (value, backend) =
-            s.with(|v| -> Result<_> { Ok((v.table.delete(value)?, v.ctx.backend.clone())) })?;
+            s.on(|v| -> Result<_> { Ok((v.table.delete(value)?, v.ctx.backend.clone())) })?;
         let (writer, failure) = {
             let mut body = lock(&value.body);
             (body.writer.take(), body.failure.take())
@@ -966,10 +966,10 @@ mod ops {
     }
 
     pub(crate) async fn drop_outgoing_value(
-        s: &mut impl Access,
+        s: &mut impl Access<Ctx>,
         value: Resource<OutgoingValue>,
     ) -> Result<()> {
-        let value = s.with(|v| v.table.delete(value))?;
+        let value = s.on(|v| v.table.delete(value))?;
         let writer = lock(&value.body).writer.take();
         if let Some(w) = writer {
             w.abort().await;
@@ -978,11 +978,11 @@ mod ops {
     }
 
     pub(crate) async fn consume_sync(
-        s: &mut impl Access,
+        s: &mut impl Access<Ctx>,
         value: Resource<IncomingValue>,
     ) -> Op<Vec<u8>> {
         let (IncomingValue { mut reader }, max) =
-            s.with(|v| -> Result<_> { Ok((v.table.delete(value)?, v.ctx.max_sync_read)) })?;
+            s.on(|v| -> Result<_> { Ok((v.table.delete(value)?, v.ctx.max_sync_read)) })?;
         let size = reader.size();
         if size > max {
             return Ok(Err(format!(
@@ -1002,23 +1002,23 @@ mod ops {
 
     /// `incoming-value-consume-async`: the value as an input stream.
     pub(crate) fn consume_async(
-        s: &mut impl Access,
+        s: &mut impl Access<Ctx>,
         value: Resource<IncomingValue>,
     ) -> Op<Resource<DynInputStream>> {
-        s.with(|v| {
+        s.on(|v| {
             let IncomingValue { reader } = v.table.delete(value)?;
             let stream: DynInputStream = Box::new(ValueStream::new(reader));
             Ok(Ok(v.table.push(stream)?))
         })
     }
 
-    pub(crate) fn size(s: &mut impl Access, value: &Resource<IncomingValue>) -> Result<u64> {
-        s.with(|v| Ok(v.table.get(value)?.reader.size()))
+    pub(crate) fn size(s: &mut impl Access<Ctx>, value: &Resource<IncomingValue>) -> Result<u64> {
+        s.on(|v| Ok(v.table.get(value)?.reader.size()))
     }
 
     /// Drops a resource that needs no clean-up beyond its Rust `Drop`.
-    pub(crate) fn delete<R: 'static>(s: &mut impl Access, r: Resource<R>) -> Result<()> {
-        s.with(|v| {
+    pub(crate) fn delete<R: 'static>(s: &mut impl Access<Ctx>, r: Resource<R>) -> Result<()> {
+        s.on(|v| {
             v.table.delete(r)?;
             Ok(())
         })

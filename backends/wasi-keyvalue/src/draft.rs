@@ -69,12 +69,12 @@ impl batch::Host for CtxView<'_, Ctx> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{State, backends, borrow, connected, drain, fill, numbered};
+    use crate::testing::{Bare, backends, borrow, connected, drain, fill, numbered};
 
     #[tokio::test]
     async fn an_unlisted_bucket_is_access_denied() {
         let (_dir, ctx) = connected("memory", true).await;
-        let mut state = State::new(ctx);
+        let mut state = Bare::new(ctx);
         let mut v = state.view();
         let denied = store::Host::open(&mut v, "nope".into()).await.unwrap();
         assert!(matches!(denied, Err(store::Error::AccessDenied)));
@@ -86,7 +86,7 @@ mod tests {
         for ctx in backends(dir.path()).await {
             let want = numbered(2500);
             fill(&ctx, "b", &want).await;
-            let mut state = State::new(ctx);
+            let mut state = Bare::new(ctx);
             let mut v = state.view();
             let b = store::Host::open(&mut v, "b".into())
                 .await

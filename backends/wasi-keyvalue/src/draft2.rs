@@ -72,12 +72,12 @@ impl batch::Host for CtxView<'_, Ctx> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{State, backends, borrow, connected, drain, fill, numbered};
+    use crate::testing::{Bare, backends, borrow, connected, drain, fill, numbered};
 
     #[tokio::test]
     async fn an_unlisted_bucket_is_access_denied() {
         let (_dir, ctx) = connected("embedded", true).await;
-        let mut state = State::new(ctx);
+        let mut state = Bare::new(ctx);
         let mut v = state.view();
         let denied = store::Host::open(&mut v, "nope".into()).await.unwrap();
         assert!(matches!(denied, Err(store::Error::AccessDenied)));
@@ -95,7 +95,7 @@ mod tests {
         for ctx in backends(dir.path()).await {
             let want = numbered(2500);
             fill(&ctx, "b", &want).await;
-            let mut state = State::new(ctx);
+            let mut state = Bare::new(ctx);
             let mut v = state.view();
             let b = store::Host::open(&mut v, "b".into())
                 .await
@@ -113,7 +113,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_swap_hands_back_a_fresh_handle() {
         let (_dir, ctx) = connected("embedded", false).await;
-        let mut state = State::new(ctx);
+        let mut state = Bare::new(ctx);
         let mut v = state.view();
         let b = store::Host::open(&mut v, "b".into())
             .await

@@ -74,19 +74,10 @@ impl atomics::HostCas for CtxView<'_, Ctx> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{State, backends, borrow, connected, drain, numbered};
-    use wasmtime::{Config, Engine, Store};
+    use crate::testing::{backends, borrow, connected, drain, numbered};
+    use qwasr_kernel::testing::{Bare, in_store};
 
-    type Acc = Accessor<State, HasKeyValue>;
-
-    /// Runs `f` in the event loop of a store over `ctx`, with the accessor a
-    /// host task of this interface is given.
-    async fn in_store<R: Send>(ctx: Ctx, f: impl AsyncFnOnce(&Acc) -> R) -> R {
-        let engine = Engine::new(Config::new().concurrency_support(true)).unwrap();
-        let mut store = Store::new(&engine, State::new(ctx));
-        let acc = async |acc: &Accessor<State>| f(&acc.with_getter::<HasKeyValue>(view)).await;
-        store.run_concurrent(acc).await.unwrap()
-    }
+    type Acc = Accessor<Bare<Ctx>, HasKeyValue>;
 
     async fn open(acc: &Acc, name: &str) -> Resource<Bucket> {
         let b = store::HostWithStore::open(acc, name.into()).await;
@@ -96,7 +87,7 @@ mod tests {
     #[tokio::test]
     async fn an_unlisted_bucket_is_access_denied() {
         let (_dir, ctx) = connected("embedded", true).await;
-        in_store(ctx, async |acc| {
+        in_store::<_, HasKeyValue, _>(ctx, async |acc| {
             let denied = store::HostWithStore::open(acc, "nope".into()).await;
             assert!(matches!(denied.unwrap(), Err(store::Error::AccessDenied)));
             open(acc, "allowed").await;
@@ -108,7 +99,7 @@ mod tests {
     async fn values_and_counters_round_trip_on_both_backends() {
         let dir = tempfile::tempdir().unwrap();
         for ctx in backends(dir.path()).await {
-            in_store(ctx, async |acc| {
+            in_store::<_, HasKeyValue, _>(ctx, async |acc| {
                 let b = open(acc, "b").await;
                 let set = store::HostBucketWithStore::set(acc, borrow(&b), "k".into(), vec![7]);
                 set.await.unwrap().unwrap();
@@ -144,7 +135,7 @@ mod tests {
     async fn batches_and_string_cursors_page_through_every_key() {
         let dir = tempfile::tempdir().unwrap();
         for ctx in backends(dir.path()).await {
-            in_store(ctx, async |acc| {
+            in_store::<_, HasKeyValue, _>(ctx, async |acc| {
                 let b = open(acc, "b").await;
                 let want = numbered(2500);
                 let kvs = want.iter().map(|k| (k.clone(), k.as_bytes().to_vec()));
@@ -173,7 +164,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_swap_hands_back_a_fresh_handle() {
         let (_dir, ctx) = connected("embedded", false).await;
-        in_store(ctx, async |acc| {
+        in_store::<_, HasKeyValue, _>(ctx, async |acc| {
             let b = open(acc, "b").await;
             let cas = atomics::HostCasWithStore::new(acc, borrow(&b), "k".into()).await;
             let cas = cas.unwrap().unwrap();

@@ -45,12 +45,12 @@ impl batch::Host for CtxView<'_, Ctx> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{State, borrow, connected};
+    use crate::testing::{Bare, borrow, connected};
 
     #[tokio::test]
     async fn get_many_returns_every_requested_key_in_order() {
         let (_dir, ctx) = connected("embedded", false).await;
-        let mut state = State::new(ctx);
+        let mut state = Bare::new(ctx);
         let mut v = state.view();
         let b = ops::open(&mut v, "b".into()).await.unwrap().unwrap();
         let kvs = vec![("a".into(), b"1".to_vec()), ("c".into(), vec![])];

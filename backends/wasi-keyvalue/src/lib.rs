@@ -333,7 +333,7 @@ fn view<T: View<Ctx>>(t: &mut T) -> qwasr_kernel::CtxView<'_, Ctx> {
 /// An arm with a receiver writes the methods for the sync flavours with
 /// `[&mut self] self` (inside `impl … for CtxView`) and for the async one
 /// with `[acc: &Accessor<T, Self>] acc` (inside `impl<T> …WithStore<T> for
-/// HasKeyValue`); both reach [`ops`] through [`ops::Access`]. Expects
+/// HasKeyValue`); both reach [`ops`] through [`qwasr_kernel::Access`]. Expects
 /// `store`, `Bucket`, `Resource` and the arm's other generated types in scope.
 #[cfg(any(
     feature = "draft",
@@ -473,7 +473,7 @@ use store_glue;
 mod ops {
     use super::{Bucket, Cas, Ctx, KeyPage, Store};
     use anyhow::Result;
-    use qwasr_kernel::CtxView;
+    use qwasr_kernel::Access;
     use std::sync::Arc;
     use wasmtime::component::Resource;
 
@@ -488,31 +488,8 @@ mod ops {
 
     pub(crate) type Op<T> = Result<Result<T, Error>>;
 
-    /// How an operation reaches the store's context and resource table. The
-    /// sync flavours hold the view for the whole call; the async flavour
-    /// reaches it through its `Accessor`, which must not be held across an
-    /// await. So each operation takes what it needs out of the view, awaits
-    /// the backend, then comes back to the view for the result.
-    pub(crate) trait Access {
-        /// Runs `f` on the view.
-        fn on<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, Ctx>) -> R) -> R;
-    }
-
-    impl Access for &mut CtxView<'_, Ctx> {
-        fn on<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, Ctx>) -> R) -> R {
-            f(self)
-        }
-    }
-
-    #[cfg(feature = "draft2-async")]
-    impl<T: 'static> Access for &wasmtime::component::Accessor<T, super::HasKeyValue> {
-        fn on<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, Ctx>) -> R) -> R {
-            self.with(|mut access| f(&mut access.get()))
-        }
-    }
-
     /// The backend and the name of bucket `b`, taken out of the view.
-    fn bucket(a: &mut impl Access, b: &Resource<Bucket>) -> Result<(Arc<dyn Store>, String)> {
+    fn bucket(a: &mut impl Access<Ctx>, b: &Resource<Bucket>) -> Result<(Arc<dyn Store>, String)> {
         a.on(|v| Ok((v.ctx.store.clone(), v.table.get(b)?.name.clone())))
     }
 
@@ -523,7 +500,7 @@ mod ops {
     /// At most this many characters of a bucket name go into a log line.
     const LOGGED_NAME: usize = 200;
 
-    pub(crate) async fn open(mut a: impl Access, name: String) -> Op<Resource<Bucket>> {
+    pub(crate) async fn open(mut a: impl Access<Ctx>, name: String) -> Op<Resource<Bucket>> {
         let ctx = a.on(|v| v.ctx.clone());
         if !ctx.allows(&name) {
             let shown: String = name.chars().take(LOGGED_NAME).collect();
@@ -540,7 +517,7 @@ mod ops {
     }
 
     pub(crate) async fn get(
-        mut a: impl Access,
+        mut a: impl Access<Ctx>,
         b: &Resource<Bucket>,
         key: &str,
     ) -> Op<Option<Vec<u8>>> {
@@ -549,7 +526,7 @@ mod ops {
     }
 
     pub(crate) async fn set(
-        mut a: impl Access,
+        mut a: impl Access<Ctx>,
         b: &Resource<Bucket>,
         key: &str,
         value: Vec<u8>,
@@ -558,19 +535,23 @@ mod ops {
         Ok(store.set(&bucket, key, value).await.map_err(other))
     }
 
-    pub(crate) async fn delete(mut a: impl Access, b: &Resource<Bucket>, key: &str) -> Op<()> {
+    pub(crate) async fn delete(mut a: impl Access<Ctx>, b: &Resource<Bucket>, key: &str) -> Op<()> {
         let (store, bucket) = bucket(&mut a, b)?;
         Ok(store.delete(&bucket, key).await.map_err(other))
     }
 
-    pub(crate) async fn exists(mut a: impl Access, b: &Resource<Bucket>, key: &str) -> Op<bool> {
+    pub(crate) async fn exists(
+        mut a: impl Access<Ctx>,
+        b: &Resource<Bucket>,
+        key: &str,
+    ) -> Op<bool> {
         let (store, bucket) = bucket(&mut a, b)?;
         Ok(store.exists(&bucket, key).await.map_err(other))
     }
 
     /// `draft2`'s string cursor.
     pub(crate) async fn list_keys(
-        mut a: impl Access,
+        mut a: impl Access<Ctx>,
         b: &Resource<Bucket>,
         cursor: Option<String>,
     ) -> Op<KeyPage> {
@@ -580,7 +561,7 @@ mod ops {
 
     /// `draft`'s numeric cursor.
     pub(crate) async fn list_keys_at(
-        mut a: impl Access,
+        mut a: impl Access<Ctx>,
         b: &Resource<Bucket>,
         cursor: Option<u64>,
     ) -> Op<KeyPage<u64>> {
@@ -590,7 +571,7 @@ mod ops {
     }
 
     pub(crate) async fn increment(
-        mut a: impl Access,
+        mut a: impl Access<Ctx>,
         b: &Resource<Bucket>,
         key: &str,
         delta: i64,
@@ -601,7 +582,7 @@ mod ops {
 
     /// Spin's shape: one `(key, value)` per requested key, in order.
     pub(crate) async fn get_many(
-        mut a: impl Access,
+        mut a: impl Access<Ctx>,
         b: &Resource<Bucket>,
         keys: Vec<String>,
     ) -> Op<Vec<(String, Option<Vec<u8>>)>> {
@@ -629,7 +610,7 @@ mod ops {
     }
 
     pub(crate) async fn set_many(
-        mut a: impl Access,
+        mut a: impl Access<Ctx>,
         b: &Resource<Bucket>,
         kvs: Vec<(String, Vec<u8>)>,
     ) -> Op<()> {
@@ -638,7 +619,7 @@ mod ops {
     }
 
     pub(crate) async fn delete_many(
-        mut a: impl Access,
+        mut a: impl Access<Ctx>,
         b: &Resource<Bucket>,
         keys: Vec<String>,
     ) -> Op<()> {
@@ -648,7 +629,7 @@ mod ops {
 
     /// A compare-and-swap handle on `key` holding its current value.
     pub(crate) async fn cas_new(
-        mut a: impl Access,
+        mut a: impl Access<Ctx>,
         b: &Resource<Bucket>,
         key: String,
     ) -> Op<Resource<Cas>> {
@@ -665,14 +646,17 @@ mod ops {
         Ok(Ok(a.on(|v| v.table.push(cas))?))
     }
 
-    pub(crate) fn cas_current(mut a: impl Access, cas: &Resource<Cas>) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn cas_current(
+        mut a: impl Access<Ctx>,
+        cas: &Resource<Cas>,
+    ) -> Result<Option<Vec<u8>>> {
         a.on(|v| Ok(v.table.get(cas)?.current.clone()))
     }
 
     /// Consumes `cas`: `Ok(None)` when swapped; `Ok(Some(fresh))`, a handle
     /// holding the new current value, when the value had moved.
     pub(crate) async fn swap(
-        mut a: impl Access,
+        mut a: impl Access<Ctx>,
         cas: Resource<Cas>,
         value: Vec<u8>,
     ) -> Op<Option<Resource<Cas>>> {
@@ -795,39 +779,18 @@ pub(crate) mod testing {
     }
 
     /// A request's state: a context and its resource table.
-    pub(crate) struct State {
-        pub(crate) ctx: crate::Ctx,
-        pub(crate) table: wasmtime::component::ResourceTable,
-    }
-
-    impl State {
-        pub(crate) fn new(ctx: crate::Ctx) -> State {
-            State {
-                ctx,
-                table: wasmtime::component::ResourceTable::new(),
-            }
-        }
-    }
-
-    impl qwasr_kernel::View<crate::Ctx> for State {
-        fn view(&mut self) -> qwasr_kernel::CtxView<'_, crate::Ctx> {
-            qwasr_kernel::CtxView {
-                ctx: &mut self.ctx,
-                table: &mut self.table,
-            }
-        }
-    }
+    pub(crate) use qwasr_kernel::testing::Bare;
 }
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{State, connected, drain, numbered};
+    use super::testing::{Bare, connected, drain, numbered};
     use super::*;
 
     #[tokio::test]
     async fn grants_deny_an_unlisted_bucket() {
         let (_dir, ctx) = connected("memory", true).await;
-        let mut state = State::new(ctx);
+        let mut state = Bare::new(ctx);
         let mut v = state.view();
         assert!(matches!(
             ops::open(&mut v, "other".into()).await.unwrap(),
@@ -841,7 +804,7 @@ mod tests {
         ));
 
         let (_dir, ctx) = connected("memory", false).await;
-        let mut state = State::new(ctx);
+        let mut state = Bare::new(ctx);
         let mut v = state.view();
         assert!(ops::open(&mut v, "other".into()).await.unwrap().is_ok());
     }
@@ -849,7 +812,7 @@ mod tests {
     #[tokio::test]
     async fn get_many_has_one_entry_per_key_in_order() {
         let (_dir, ctx) = connected("memory", false).await;
-        let mut state = State::new(ctx);
+        let mut state = Bare::new(ctx);
         let mut v = state.view();
         let b = ops::open(&mut v, "b".into()).await.unwrap().unwrap();
         ops::set_many(
@@ -883,7 +846,7 @@ mod tests {
     #[tokio::test]
     async fn a_stale_cas_handle_fails_and_comes_back_fresh() {
         let (_dir, ctx) = connected("memory", false).await;
-        let mut state = State::new(ctx);
+        let mut state = Bare::new(ctx);
         let mut v = state.view();
         let b = ops::open(&mut v, "b".into()).await.unwrap().unwrap();
         let cas = ops::cas_new(&mut v, &b, "k".into()).await.unwrap().unwrap();
@@ -965,7 +928,7 @@ mod tests {
     fn add_to_linker_links_the_flavours_compiled_in() {
         // Concurrency support is on by default when compiled in (`draft2-async`).
         let engine = wasmtime::Engine::default();
-        let mut linker = Linker::<State>::new(&engine);
+        let mut linker = Linker::<Bare<Ctx>>::new(&engine);
         let linked = add_to_linker(&mut linker);
         let draft2 = [
             cfg!(feature = "draft2"),

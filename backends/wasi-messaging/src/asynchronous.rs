@@ -8,7 +8,7 @@
 //! reaches the store through its `Accessor` for one table touch at a time,
 //! never across an await.
 
-use crate::{Access, Client, Ctx, Error, HasMessaging, Message, RequestOptions, ops, view};
+use crate::{Client, Ctx, Error, HasMessaging, Message, RequestOptions, ops, view};
 use anyhow::Result;
 use qwasr_kernel::{CtxView, View};
 use wasmtime::Store;
@@ -43,13 +43,6 @@ pub(crate) async fn handle<T: Send + 'static>(
         })
         .await??;
     Ok(result.map_err(from_guest))
-}
-
-/// An `async func`'s way to the store: one `with` per table touch.
-impl<T> Access for &Accessor<T, HasMessaging> {
-    fn with<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, Ctx>) -> R) -> R {
-        Accessor::with(*self, |mut access| f(&mut access.get()))
-    }
 }
 
 shared_bindings!(types, request_reply);

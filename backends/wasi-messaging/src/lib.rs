@@ -576,36 +576,22 @@ fn view<T: View<Ctx>>(t: &mut T) -> CtxView<'_, Ctx> {
     t.view()
 }
 
-/// How the shared operations reach a store's context and table. The sync
-/// flavour hands in its view, borrowed for the whole call; the async flavour
-/// an `Accessor`, borrowed for one `with` at a time: no operation touches
-/// the table across an await.
-trait Access: Send {
-    /// Runs `f` with the view.
-    fn with<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, Ctx>) -> R) -> R;
-}
-
-impl Access for CtxView<'_, Ctx> {
-    fn with<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, Ctx>) -> R) -> R {
-        f(self)
-    }
-}
-
 /// The operations every flavour shares. The outer `Result` traps the guest
 /// (a bad resource handle); the inner one is the guest's error.
 mod ops {
     use super::*;
+    use qwasr_kernel::Access;
 
     type Op<T> = anyhow::Result<Result<T, Error>>;
 
     /// `client.connect`: any name; one broker behind every name, the name
     /// only shows up in errors.
-    pub(crate) fn connect(s: &mut impl Access, name: String) -> Op<Resource<Client>> {
+    pub(crate) fn connect(s: &mut impl Access<Ctx>, name: String) -> Op<Resource<Client>> {
         let client = Client {
             name,
             connected: true,
         };
-        s.with(|v| Ok(Ok(v.table.push(client)?)))
+        s.on(|v| Ok(Ok(v.table.push(client)?)))
     }
 
     pub(crate) fn disconnect(v: &mut CtxView<'_, Ctx>, c: &Resource<Client>) -> Op<()> {
@@ -614,12 +600,12 @@ mod ops {
     }
 
     pub(crate) async fn send(
-        s: &mut impl Access,
+        s: &mut impl Access<Ctx>,
         c: &Resource<Client>,
         topic: String,
         message: Resource<Message>,
     ) -> Op<()> {
-        let (ctx, message) = s.with(|v| -> anyhow::Result<_> {
+        let (ctx, message) = s.on(|v| -> anyhow::Result<_> {
             // The message is the guest's to give away, whatever happens next.
             let message = v.table.delete(message)?;
             let ctx = v.table.get(c)?.check().map(|()| v.ctx.clone());
@@ -632,13 +618,13 @@ mod ops {
     }
 
     pub(crate) async fn request(
-        s: &mut impl Access,
+        s: &mut impl Access<Ctx>,
         c: &Resource<Client>,
         topic: String,
         message: &Resource<Message>,
         options: Option<Resource<RequestOptions>>,
     ) -> Op<Vec<Resource<Message>>> {
-        let prepared = s.with(|v| -> anyhow::Result<_> {
+        let prepared = s.on(|v| -> anyhow::Result<_> {
             let options = match options {
                 Some(o) => v.table.delete(o)?,
                 None => RequestOptions::default(),
@@ -655,7 +641,7 @@ mod ops {
             Ok(replies) => replies,
             Err(e) => return Ok(Err(e)),
         };
-        s.with(|v| {
+        s.on(|v| {
             let mut handles = Vec::with_capacity(replies.len());
             for reply in replies {
                 handles.push(v.table.push(reply)?);
@@ -665,11 +651,11 @@ mod ops {
     }
 
     pub(crate) async fn reply(
-        s: &mut impl Access,
+        s: &mut impl Access<Ctx>,
         reply_to: &Resource<Message>,
         message: Resource<Message>,
     ) -> Op<()> {
-        let (ctx, address, message) = s.with(|v| -> anyhow::Result<_> {
+        let (ctx, address, message) = s.on(|v| -> anyhow::Result<_> {
             let message = v.table.delete(message)?;
             let address = v.table.get(reply_to)?.reply_to.clone();
             Ok((v.ctx.clone(), address, message))
@@ -791,21 +777,12 @@ mod tests {
     #[cfg(all(feature = "sync", feature = "async"))]
     #[test]
     fn both_flavours_are_refused_together() {
-        struct State(Ctx, wasmtime::component::ResourceTable);
-        impl View<Ctx> for State {
-            fn view(&mut self) -> CtxView<'_, Ctx> {
-                CtxView {
-                    ctx: &mut self.0,
-                    table: &mut self.1,
-                }
-            }
-        }
         let limits = qwasr_kernel::Limits {
             instances: 1,
             ..qwasr_kernel::Limits::DEFAULT
         };
         let engine = wasmtime::Engine::new(&qwasr_kernel::engine_config(&limits, true)).unwrap();
-        let mut linker = Linker::<State>::new(&engine);
+        let mut linker = Linker::<qwasr_kernel::testing::Bare<Ctx>>::new(&engine);
         assert_eq!(
             add_to_linker(&mut linker).unwrap_err().to_string(),
             "qwasr-wasi-messaging is built with both the `sync` and the `async` feature, two \

@@ -314,8 +314,7 @@ mod tests {
     use super::*;
     use crate::RequestOptions;
     use crate::embedded::Bus;
-    use qwasr_kernel::wasmtime_wasi::{WasiCtxView, WasiView};
-    use qwasr_kernel::{App, Cli, Code, CtxView, Limits, Messaging};
+    use qwasr_kernel::{App, Cli, Code, Limits, Messaging, testing};
     use std::time::Duration;
 
     /// What both guests import from wasi:messaging, at `;; IMPORTS`.
@@ -462,31 +461,11 @@ mod tests {
 
     /// The guest `wat`, with the world `world` over the WIT `wit`.
     fn component(wit: &str, wat: &str, world: &str) -> &'static [u8] {
-        let mut resolve = wit_parser::Resolve::default();
-        resolve
-            .push_dir(format!("{}/../../wit/{wit}", env!("CARGO_MANIFEST_DIR")))
-            .unwrap();
-        let pkg = resolve.push_str("guest.wit", world).unwrap();
-        let world = resolve.select_world(&[pkg], Some("guest")).unwrap();
+        let wit = format!("{}/../../wit/{wit}", env!("CARGO_MANIFEST_DIR"));
         let wat = wat
             .replace(";; IMPORTS", IMPORTS)
             .replace(";; PRELUDE", PRELUDE);
-        let mut module = wat::parse_str(wat).unwrap();
-        wit_component::embed_component_metadata(
-            &mut module,
-            &resolve,
-            world,
-            wit_component::StringEncoding::UTF8,
-            false,
-        )
-        .unwrap();
-        let bytes = wit_component::ComponentEncoder::default()
-            .module(&module)
-            .unwrap()
-            .validate(true)
-            .encode()
-            .unwrap();
-        Box::leak(bytes.into_boxed_slice())
+        testing::component(&[wit], world, &wat)
     }
 
     const HANDLER_WORLD: &str = "package test:guest;
@@ -515,31 +494,7 @@ mod tests {
         }))
     }
 
-    struct State {
-        kernel: KernelCtx,
-        messaging: Ctx,
-    }
-
-    impl WasiView for State {
-        fn ctx(&mut self) -> WasiCtxView<'_> {
-            self.kernel.wasi_view()
-        }
-    }
-
-    impl Host for State {
-        fn kernel(&mut self) -> &mut KernelCtx {
-            &mut self.kernel
-        }
-    }
-
-    impl View<Ctx> for State {
-        fn view(&mut self) -> CtxView<'_, Ctx> {
-            CtxView {
-                ctx: &mut self.messaging,
-                table: &mut self.kernel.table,
-            }
-        }
-    }
+    type State = testing::State<Ctx>;
 
     fn setup(flavour: Flavour, app: &'static App) -> (Kernel, Linker<State>, Ctx) {
         // Logs show with `cargo test -- --nocapture`.
@@ -580,7 +535,7 @@ mod tests {
             pre,
             new_state: Box::new(move |kernel| State {
                 kernel,
-                messaging: state_ctx.clone(),
+                ctx: state_ctx.clone(),
             }) as NewState,
             max_message_size: 16,
             handled: AtomicU64::new(0),
@@ -689,7 +644,7 @@ mod tests {
         let (kernel, linker, ctx) = setup(flavour, app(flavour, component, topics));
         let new_state = move |kernel| State {
             kernel,
-            messaging: ctx.clone(),
+            ctx: ctx.clone(),
         };
         serve(&kernel, &linker, new_state)
             .await

@@ -64,34 +64,9 @@ impl types::HostError for CtxView<'_, Ctx> {
 mod tests {
     use super::*;
     use crate::tests::ctx;
-    use wasmtime::component::ResourceTable;
-    use wasmtime::{Config, Engine, Store};
+    use qwasr_kernel::testing::{Bare, in_store};
 
-    struct State {
-        ctx: Ctx,
-        table: ResourceTable,
-    }
-
-    impl View<Ctx> for State {
-        fn view(&mut self) -> CtxView<'_, Ctx> {
-            CtxView {
-                ctx: &mut self.ctx,
-                table: &mut self.table,
-            }
-        }
-    }
-
-    type Acc = Accessor<State, HasSql>;
-
-    /// Runs `f` in the event loop of a store over `ctx`, with the accessor a
-    /// host task of this interface is given.
-    async fn in_store<R: Send>(ctx: Ctx, f: impl AsyncFnOnce(&Acc) -> R) -> R {
-        let engine = Engine::new(Config::new().concurrency_support(true)).unwrap();
-        let table = ResourceTable::new();
-        let mut store = Store::new(&engine, State { ctx, table });
-        let acc = async |acc: &Accessor<State>| f(&acc.with_getter::<HasSql>(view)).await;
-        store.run_concurrent(acc).await.unwrap()
-    }
+    type Acc = Accessor<Bare<Ctx>, HasSql>;
 
     /// The value, or the trace of the returned error (read with the sync `trace`).
     fn ok<T>(acc: &Acc, r: ops::Op<T>) -> Result<T, String> {
@@ -138,7 +113,7 @@ mod tests {
     #[tokio::test]
     async fn an_ungranted_database_is_an_error_naming_the_manifest_key() {
         let dir = tempfile::tempdir().unwrap();
-        in_store(ctx(dir.path(), Some(&["orders"])), async |acc| {
+        in_store::<_, HasSql, _>(ctx(dir.path(), Some(&["orders"])), async |acc| {
             assert!(open(acc, "orders").await.is_ok());
             assert_eq!(
                 open(acc, "users").await.err().as_deref(),
@@ -151,7 +126,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_keeps_its_transaction_and_errors_carry_the_database_message() {
         let dir = tempfile::tempdir().unwrap();
-        in_store(ctx(dir.path(), None), async |acc| {
+        in_store::<_, HasSql, _>(ctx(dir.path(), None), async |acc| {
             let c = open(acc, "db").await.unwrap();
             let create = "CREATE TABLE t(id INTEGER PRIMARY KEY, note TEXT)";
             assert_eq!(run(acc, &c, create, vec![]).await, Ok((0, vec![])));
@@ -194,7 +169,7 @@ mod tests {
     #[tokio::test]
     async fn calls_in_flight_together_each_get_their_own_result() {
         let dir = tempfile::tempdir().unwrap();
-        in_store(ctx(dir.path(), None), async |acc| {
+        in_store::<_, HasSql, _>(ctx(dir.path(), None), async |acc| {
             let (a, b) = (open(acc, "a").await.unwrap(), open(acc, "b").await.unwrap());
             let (x, y) = tokio::join!(
                 run(acc, &a, "SELECT $1 AS n", vec![int(1)]),

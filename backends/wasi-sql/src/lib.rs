@@ -335,7 +335,7 @@ use bindings;
 /// An arm with a receiver writes methods for the sync flavours with
 /// `[&mut self] self` (inside `impl … for CtxView`) and for the async one
 /// with `[acc: &Accessor<T, Self>] acc` (inside `impl<T> …WithStore<T> for
-/// HasSql`); both reach [`ops`] through [`ops::Access`]. Expects `types`,
+/// HasSql`); both reach [`ops`] through [`qwasr_kernel::Access`]. Expects `types`,
 /// `Connection`, `Statement`, `Resource` and, per arm, `rows`, `value`,
 /// `DataType`, `Field` and `Row` in scope.
 #[cfg(any(feature = "sync", feature = "proposal", feature = "async"))]
@@ -465,41 +465,18 @@ use sql_glue;
 mod ops {
     use super::{Connection, Ctx, Error, Rows, Session, Statement, Value};
     use anyhow::Result;
-    use qwasr_kernel::CtxView;
+    use qwasr_kernel::Access;
     use std::sync::Arc;
     use wasmtime::component::Resource;
 
     pub(crate) type Op<T> = Result<Result<T, Resource<Error>>>;
 
-    /// How an operation reaches the store's context and resource table. The
-    /// sync flavours hold the view for the whole call; the async flavour
-    /// reaches it through its `Accessor`, which must not be held across an
-    /// await. So each operation takes what it needs out of the view, awaits
-    /// the backend, then comes back to the view for the result.
-    pub(crate) trait Access {
-        /// Runs `f` on the view.
-        fn on<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, Ctx>) -> R) -> R;
-    }
-
-    impl Access for &mut CtxView<'_, Ctx> {
-        fn on<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, Ctx>) -> R) -> R {
-            f(self)
-        }
-    }
-
-    #[cfg(feature = "async")]
-    impl<T: 'static> Access for &wasmtime::component::Accessor<T, super::HasSql> {
-        fn on<R>(&mut self, f: impl FnOnce(&mut CtxView<'_, Ctx>) -> R) -> R {
-            self.with(|mut access| f(&mut access.get()))
-        }
-    }
-
     /// Hands `trace` to the guest as an `error` resource.
-    fn fail<T>(a: &mut impl Access, trace: String) -> Op<T> {
+    fn fail<T>(a: &mut impl Access<Ctx>, trace: String) -> Op<T> {
         Ok(Err(a.on(|v| v.table.push(Error { trace }))?))
     }
 
-    pub(crate) async fn open(mut a: impl Access, name: String) -> Op<Resource<Connection>> {
+    pub(crate) async fn open(mut a: impl Access<Ctx>, name: String) -> Op<Resource<Connection>> {
         let ctx = a.on(|v| v.ctx.clone());
         if !ctx.allows(&name) {
             return fail(
@@ -517,7 +494,7 @@ mod ops {
     }
 
     pub(crate) fn prepare(
-        mut a: impl Access,
+        mut a: impl Access<Ctx>,
         sql: String,
         params: Vec<Value>,
     ) -> Op<Resource<Statement>> {
@@ -531,7 +508,11 @@ mod ops {
     /// The session of `c` and the text and parameters of `q`, taken out of the view.
     type Run = (Arc<dyn Session>, Arc<str>, Arc<[Value]>);
 
-    fn run(a: &mut impl Access, c: &Resource<Connection>, q: &Resource<Statement>) -> Result<Run> {
+    fn run(
+        a: &mut impl Access<Ctx>,
+        c: &Resource<Connection>,
+        q: &Resource<Statement>,
+    ) -> Result<Run> {
         a.on(|v| {
             let session = v.table.get(c)?.session.clone();
             let st = v.table.get(q)?;
@@ -540,7 +521,7 @@ mod ops {
     }
 
     pub(crate) async fn query(
-        mut a: impl Access,
+        mut a: impl Access<Ctx>,
         c: &Resource<Connection>,
         q: &Resource<Statement>,
     ) -> Op<Rows> {
@@ -552,7 +533,7 @@ mod ops {
     }
 
     pub(crate) async fn exec(
-        mut a: impl Access,
+        mut a: impl Access<Ctx>,
         c: &Resource<Connection>,
         q: &Resource<Statement>,
     ) -> Op<u32> {
@@ -564,21 +545,21 @@ mod ops {
         }
     }
 
-    pub(crate) fn trace(mut a: impl Access, e: &Resource<Error>) -> Result<String> {
+    pub(crate) fn trace(mut a: impl Access<Ctx>, e: &Resource<Error>) -> Result<String> {
         a.on(|v| Ok(v.table.get(e)?.trace.clone()))
     }
 
-    pub(crate) fn drop_connection(mut a: impl Access, c: Resource<Connection>) -> Result<()> {
+    pub(crate) fn drop_connection(mut a: impl Access<Ctx>, c: Resource<Connection>) -> Result<()> {
         a.on(|v| v.table.delete(c))?;
         Ok(())
     }
 
-    pub(crate) fn drop_statement(mut a: impl Access, s: Resource<Statement>) -> Result<()> {
+    pub(crate) fn drop_statement(mut a: impl Access<Ctx>, s: Resource<Statement>) -> Result<()> {
         a.on(|v| v.table.delete(s))?;
         Ok(())
     }
 
-    pub(crate) fn drop_error(mut a: impl Access, e: Resource<Error>) -> Result<()> {
+    pub(crate) fn drop_error(mut a: impl Access<Ctx>, e: Resource<Error>) -> Result<()> {
         a.on(|v| v.table.delete(e))?;
         Ok(())
     }
@@ -587,8 +568,9 @@ mod ops {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use qwasr_kernel::testing::Bare;
     use qwasr_kernel::{App, BackendConfig, Code, CtxView};
-    use wasmtime::component::{Resource, ResourceTable};
+    use wasmtime::component::Resource;
 
     /// A context on SQLite in `dir`, granting `names`.
     pub(crate) fn ctx(dir: &std::path::Path, names: Option<&'static [&'static str]>) -> Ctx {
@@ -626,14 +608,11 @@ mod tests {
     #[tokio::test]
     async fn only_granted_databases_open() {
         let dir = tempfile::tempdir().unwrap();
-        let mut ctx = embedded::connect(&config(dir.path(), &["orders"]))
+        let ctx = embedded::connect(&config(dir.path(), &["orders"]))
             .await
             .unwrap();
-        let mut table = ResourceTable::new();
-        let v = &mut CtxView {
-            ctx: &mut ctx,
-            table: &mut table,
-        };
+        let mut st = Bare::new(ctx);
+        let v = &mut st.view();
         let c = ops::open(&mut *v, "orders".into()).await;
         assert!(ok(v, c).is_ok());
         let denied = ops::open(&mut *v, "users".into()).await;
@@ -660,12 +639,8 @@ mod tests {
     #[tokio::test]
     async fn statements_run_again_and_bad_handles_trap() {
         let dir = tempfile::tempdir().unwrap();
-        let mut ctx = ctx(dir.path(), None);
-        let mut table = ResourceTable::new();
-        let v = &mut CtxView {
-            ctx: &mut ctx,
-            table: &mut table,
-        };
+        let mut st = Bare::new(ctx(dir.path(), None));
+        let v = &mut st.view();
         let c = ops::open(&mut *v, "db".into()).await;
         let c = ok(v, c).unwrap();
         let create = ops::prepare(&mut *v, "CREATE TABLE t(x)".into(), vec![]);
@@ -698,18 +673,9 @@ mod tests {
 
     #[test]
     fn add_to_linker_links_the_flavours_compiled_in() {
-        struct State(Ctx, ResourceTable);
-        impl View<Ctx> for State {
-            fn view(&mut self) -> CtxView<'_, Ctx> {
-                CtxView {
-                    ctx: &mut self.0,
-                    table: &mut self.1,
-                }
-            }
-        }
         // Concurrency support is on by default when compiled in (`async`).
         let engine = wasmtime::Engine::default();
-        let linked = add_to_linker(&mut Linker::<State>::new(&engine));
+        let linked = add_to_linker(&mut Linker::<Bare<Ctx>>::new(&engine));
         let flavours = [
             cfg!(feature = "sync"),
             cfg!(feature = "proposal"),

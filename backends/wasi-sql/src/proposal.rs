@@ -95,7 +95,7 @@ impl readwrite::Host for CtxView<'_, Ctx> {
 mod tests {
     use super::*;
     use crate::tests::{ctx, ok};
-    use wasmtime::component::ResourceTable;
+    use qwasr_kernel::testing::Bare;
 
     async fn run(
         v: &mut CtxView<'_, Ctx>,
@@ -125,12 +125,8 @@ mod tests {
     #[tokio::test]
     async fn text_parameters_take_the_column_type_and_rows_come_flattened() {
         let dir = tempfile::tempdir().unwrap();
-        let mut ctx = ctx(dir.path(), None);
-        let mut table = ResourceTable::new();
-        let v = &mut CtxView {
-            ctx: &mut ctx,
-            table: &mut table,
-        };
+        let mut st = Bare::new(ctx(dir.path(), None));
+        let v = &mut st.view();
         let c = types::HostConnection::open(v, "db".into()).await;
         let c = ok(v, c).unwrap();
         let create = "CREATE TABLE t(i32 INT4, i64 BIGINT, u32 INT UNSIGNED, u64 UNSIGNED BIG INT, \

@@ -52,7 +52,7 @@ impl readwrite::Host for CtxView<'_, Ctx> {
 mod tests {
     use super::*;
     use crate::tests::{ctx, ok};
-    use wasmtime::component::ResourceTable;
+    use qwasr_kernel::testing::Bare;
 
     fn all(some: bool) -> Vec<DataType> {
         vec![
@@ -102,12 +102,8 @@ mod tests {
     #[tokio::test]
     async fn every_type_and_null_round_trips() {
         let dir = tempfile::tempdir().unwrap();
-        let mut ctx = ctx(dir.path(), None);
-        let mut table = ResourceTable::new();
-        let v = &mut CtxView {
-            ctx: &mut ctx,
-            table: &mut table,
-        };
+        let mut st = Bare::new(ctx(dir.path(), None));
+        let v = &mut st.view();
         let c = types::HostConnection::open(v, "types".into()).await;
         let c = ok(v, c).unwrap();
         let create = "CREATE TABLE t(i32 INT4, i64 INTEGER, u32 INT UNSIGNED, \
@@ -158,12 +154,8 @@ mod tests {
     #[tokio::test]
     async fn errors_are_error_resources_with_the_database_message() {
         let dir = tempfile::tempdir().unwrap();
-        let mut ctx = ctx(dir.path(), None);
-        let mut table = ResourceTable::new();
-        let v = &mut CtxView {
-            ctx: &mut ctx,
-            table: &mut table,
-        };
+        let mut st = Bare::new(ctx(dir.path(), None));
+        let v = &mut st.view();
         let c = types::HostConnection::open(v, "db".into()).await;
         let c = ok(v, c).unwrap();
         let e = query(v, &c, "SELEC 1", vec![]).await.unwrap_err();

@@ -71,10 +71,16 @@ fn a_wasi_0_3_hello_streams_bodies_and_keeps_its_deadline() {
     let r = rt.request("GET", "/spin", &[], b"");
     assert!(r.status >= 500, "{r:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert_eq!(rt.get("/"), (200, "Hello from WASI 0.3! You asked for /\n".into()));
+    assert_eq!(
+        rt.get("/"),
+        (200, "Hello from WASI 0.3! You asked for /\n".into())
+    );
     let r = waiting.join().unwrap();
     assert!(r.status >= 500, "{r:?}");
-    assert_eq!(rt.get("/"), (200, "Hello from WASI 0.3! You asked for /\n".into()));
+    assert_eq!(
+        rt.get("/"),
+        (200, "Hello from WASI 0.3! You asked for /\n".into())
+    );
     assert_eq!(rt.stop().code(), Some(0), "SIGTERM exits 0");
 }
 
@@ -98,14 +104,8 @@ fn a_qwasr_style_guest_runs_on_the_async_flavours() {
     assert_eq!(rt.request("PUT", "/kv/greeting", &[], b"hi").status, 204);
     assert_eq!(rt.get("/kv/greeting"), (200, "hi".into()));
     assert_eq!(rt.get("/kv/missing").0, 404);
-    assert_eq!(
-        rt.request("POST", "/counter", &[], b"").text(),
-        "1\n"
-    );
-    assert_eq!(
-        rt.request("POST", "/counter", &[], b"").text(),
-        "2\n"
-    );
+    assert_eq!(rt.request("POST", "/counter", &[], b"").text(), "1\n");
+    assert_eq!(rt.request("POST", "/counter", &[], b"").text(), "2\n");
     let blob: Vec<u8> = (0..1_000_000u32).map(|i| (i % 7) as u8).collect();
     let r = rt.request("PUT", "/files/data.bin", &[], &blob);
     assert_eq!((r.status, r.text()), (201, "stored 1000000 bytes\n".into()));
@@ -149,7 +149,9 @@ fn a_component_from_spins_template_is_refused_at_plan() {
         "{err}"
     );
     assert!(
-        err.contains("Spin's current `http-rust` template emits it (spin-sdk 6.0, through wasip3 0.6)"),
+        err.contains(
+            "Spin's current `http-rust` template emits it (spin-sdk 6.0, through wasip3 0.6)"
+        ),
         "{err}"
     );
     let out = tempfile::tempdir().unwrap();

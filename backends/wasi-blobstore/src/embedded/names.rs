@@ -1,18 +1,16 @@
 //! Container and object names as file names.
 //!
-//! A name is UTF-8 chosen by the guest, so it is never used as a path. Its
-//! bytes are kept as-is only when they are `a`-`z`, `0`-`9`, `-` or `_`;
-//! every other byte becomes `%xx` (lowercase hex). Upper-case letters are
-//! escaped too, so names differing in case stay apart on case-insensitive
-//! filesystems. The result is prefixed with a letter saying what the file is
-//! (`c` container, `o` object), which also gives the empty name a file name
-//! and keeps every encoded name clear of `.`, `..` and our own files.
+//! A name is UTF-8 chosen by the guest, so it is never used as a path: it
+//! is escaped as [`qwasr_kernel::fs`] says (`a`-`z`, `0`-`9`, `-`, `_` as-is,
+//! every other byte `%xx`, so names differing in case stay apart) and
+//! prefixed with a letter saying what the file is (`c` container, `o`
+//! object), which also gives the empty name a file name and keeps every
+//! encoded name clear of `.`, `..` and our own files.
 //!
-//! Encoding is injective (each byte maps to one fixed sequence and `%` is
-//! always escaped), so two names never share a file. A name whose encoding
-//! would be longer than [`MAX_PLAIN`] bytes is stored as `h` + the SHA-256 of
-//! the name in hex instead; objects then keep their real name in a sidecar
-//! file `n` + the same hash, containers in their `.container` file.
+//! Two names never share a file. A name whose encoding would be longer than
+//! [`MAX_PLAIN`] bytes is stored as `h` + the SHA-256 of the name in hex
+//! instead; objects then keep their real name in a sidecar file `n` + the
+//! same hash, containers in their `.container` file.
 
 use sha2::{Digest, Sha256};
 
@@ -55,32 +53,12 @@ impl FileName {
     }
 }
 
-fn literal(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
-}
-
 /// Encodes `name` as a file name starting with `prefix` (or hashed).
 pub(crate) fn encode(prefix: char, name: &str) -> FileName {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let len: usize = 1 + name
-        .bytes()
-        .map(|b| if literal(b) { 1 } else { 3 })
-        .sum::<usize>();
-    if len > MAX_PLAIN {
-        return FileName::Hashed(hash(name));
+    match qwasr_kernel::fs::escape_name(name, MAX_PLAIN - 1) {
+        Some(escaped) => FileName::Plain(format!("{prefix}{escaped}")),
+        None => FileName::Hashed(hash(name)),
     }
-    let mut out = String::with_capacity(len);
-    out.push(prefix);
-    for &b in name.as_bytes() {
-        if literal(b) {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 0xf)] as char);
-        }
-    }
-    FileName::Plain(out)
 }
 
 fn hash(name: &str) -> String {
@@ -93,32 +71,9 @@ fn hash(name: &str) -> String {
 /// The name a plain file name with `prefix` stands for; `None` for files
 /// this module did not make (foreign or hashed ones).
 pub(crate) fn decode(prefix: char, file: &str) -> Option<String> {
-    let rest = file.strip_prefix(prefix)?;
-    let bytes = rest.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%' {
-            let hex = |c: u8| match c {
-                b'0'..=b'9' => Some(c - b'0'),
-                b'a'..=b'f' => Some(c - b'a' + 10),
-                _ => None,
-            };
-            let hi = hex(*bytes.get(i + 1)?)?;
-            let lo = hex(*bytes.get(i + 2)?)?;
-            out.push(hi << 4 | lo);
-            i += 3;
-        } else if literal(b) {
-            out.push(b);
-            i += 1;
-        } else {
-            return None;
-        }
-    }
-    let name = String::from_utf8(out).ok()?;
-    // Only the canonical spelling counts (`%61` is not `a`).
-    (encode(prefix, &name) == FileName::Plain(file.to_string())).then_some(name)
+    let name = qwasr_kernel::fs::unescape_name(file.strip_prefix(prefix)?)?;
+    // A name this long is stored hashed, never under this file name.
+    (file.len() <= MAX_PLAIN).then_some(name)
 }
 
 #[cfg(test)]

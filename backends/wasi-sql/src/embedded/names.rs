@@ -1,10 +1,9 @@
 //! Database names to file names.
 //!
-//! A name is any string. `[a-z0-9_-]` stand for themselves and every other
-//! byte is `%xx` (lower-case hex, so two names never differ only in case:
-//! safe on case-insensitive file systems too), giving `n-<encoded>.db`.
-//! Without `/` or `.` in the result, a name can never leave the directory,
-//! and the encoding is reversible, so two names never share a file. Names
+//! A name is any string, escaped as [`qwasr_kernel::fs`] says (`[a-z0-9_-]`
+//! as-is, every other byte `%xx`, so two names never differ only in case),
+//! giving `n-<escaped>.db`. Without `/` or `.` in the escaped name, a name
+//! can never leave the directory, and two names never share a file. Names
 //! whose encoding would make an over-long file name become
 //! `h-<SHA-256 of the name>.db`. SQLite's own `-wal`/`-shm` files add a
 //! suffix after `.db`, which no database file name has.
@@ -12,25 +11,15 @@
 use sha2::{Digest, Sha256};
 use std::fmt::Write;
 
-/// Longest encoded name kept readable; file names stay below 255 bytes.
+/// Longest `n-<escaped>` kept readable; file names stay below 255 bytes.
 const MAX_ENCODED: usize = 200;
 
 /// The file name of database `name`.
 pub(crate) fn file_name(name: &str) -> String {
-    let mut encoded = String::with_capacity(name.len() + 5);
-    encoded.push_str("n-");
-    for &b in name.as_bytes() {
-        if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-' {
-            encoded.push(char::from(b));
-        } else {
-            let _ = write!(encoded, "%{b:02x}");
-        }
-        if encoded.len() > MAX_ENCODED {
-            return hashed(name);
-        }
+    match qwasr_kernel::fs::escape_name(name, MAX_ENCODED - "n-".len()) {
+        Some(escaped) => format!("n-{escaped}.db"),
+        None => hashed(name),
     }
-    encoded.push_str(".db");
-    encoded
 }
 
 fn hashed(name: &str) -> String {

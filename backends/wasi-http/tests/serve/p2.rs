@@ -1,56 +1,22 @@
-//! The server end to end over TCP with a WASI 0.2 guest (the hello-http
-//! example): answered through the same listener, and stopped by SIGTERM.
-//! With the `p3` feature also on an engine with concurrency support, as for
-//! an app whose other imports are WASI 0.3.
-//!
-//! One test in its own binary: the SIGTERM at the end reaches the whole process.
+//! A WASI 0.2 guest (the hello-http example): answered through the same
+//! listener, and stopped by SIGTERM. With the `p3` feature also on an engine
+//! with concurrency support, as for an app whose other imports are WASI 0.3.
 
-#![cfg(unix)]
-
-use qwasr_kernel::wasmtime_wasi::{WasiCtxView, WasiView};
-use qwasr_kernel::{App, Cli, Code, CtxView, Host, Kernel, KernelCtx, Limits, View};
+use crate::{Sigterm, free_addr, serve};
+use qwasr_kernel::{App, Code, Limits};
 use qwasr_wasi_http::Ctx;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const GUEST: &[u8] = include_bytes!("../../../examples/hello-http/app.wasm");
-
-struct State {
-    kernel: KernelCtx,
-    http: Ctx,
-}
-
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        self.kernel.wasi_view()
-    }
-}
-
-impl Host for State {
-    fn kernel(&mut self) -> &mut KernelCtx {
-        &mut self.kernel
-    }
-}
-
-impl View<Ctx> for State {
-    fn view(&mut self) -> CtxView<'_, Ctx> {
-        CtxView {
-            ctx: &mut self.http,
-            table: &mut self.kernel.table,
-        }
-    }
-}
+const GUEST: &[u8] = include_bytes!("../../../../examples/hello-http/app.wasm");
 
 /// Starts serving `guest` on a free port; returns the address and the server task.
 async fn start(
     guest: &'static [u8],
     concurrency: bool,
 ) -> (String, tokio::task::JoinHandle<anyhow::Result<()>>) {
-    let addr = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().to_string()
-    };
+    let addr = free_addr();
     let app: &'static App = Box::leak(Box::new(App {
         concurrency,
         limits: Limits {
@@ -60,21 +26,7 @@ async fn start(
         },
         ..App::new("p2-test", Code::Wasm(guest))
     }));
-    let cli = Cli {
-        addr: Some(addr.clone()),
-        ..Cli::default()
-    };
-    let kernel = Kernel::new(app, cli).unwrap();
-    let mut linker = kernel.linker::<State>().unwrap();
-    qwasr_wasi_http::add_to_linker(&mut linker).unwrap();
-    let http = Ctx::new(&[]);
-    let server = tokio::spawn(async move {
-        qwasr_wasi_http::serve(&kernel, &linker, move |kernel| State {
-            kernel,
-            http: http.clone(),
-        })
-        .await
-    });
+    let server = tokio::spawn(serve(app, addr.clone(), Ctx::new(&[])));
     let started = Instant::now();
     while TcpStream::connect(&addr).await.is_err() && !server.is_finished() {
         assert!(
@@ -101,11 +53,7 @@ async fn get(addr: &str, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_a_wasi_0_2_incoming_handler() {
-    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    // Installed first, so the SIGTERM below reaches tokio's handlers (the
-    // kernels' among them) instead of ending the process.
-    let mut sigterm =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+    let mut sigterm = Sigterm::take().await;
     // A component without an HTTP export is refused, naming what is missing.
     let (_, refused) = start(b"\0asm\x0d\0\x01\0", false).await;
     let refused = refused.await.unwrap().unwrap_err().to_string();
@@ -128,12 +76,7 @@ async fn serves_a_wasi_0_2_incoming_handler() {
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.contains("/hi"), "{answer}");
     }
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &std::process::id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    sigterm.recv().await;
+    sigterm.send().await;
     for (addr, server) in servers {
         let stopped = tokio::time::timeout(Duration::from_secs(3), server).await;
         assert!(matches!(stopped, Ok(Ok(Ok(())))), "{addr}: {stopped:?}");

@@ -1,51 +1,20 @@
-//! The server end to end over TCP with a WASI 0.3 guest
-//! (`fixtures/p3-guest.wasm`, built as `fixtures/README.md` says): streamed
-//! bodies both ways, outgoing requests under the allow-list, the deadline
-//! before and after the response head, traps, and a SIGTERM that drains
-//! what is in flight.
-//!
-//! One test in its own binary: the SIGTERM at the end reaches the whole process.
+//! A WASI 0.3 guest (`fixtures/p3-guest.wasm`, built as
+//! `fixtures/README.md` says): streamed bodies both ways, outgoing requests
+//! under the allow-list, the deadline before and after the response head,
+//! traps, and a SIGTERM that drains what is in flight.
 
-#![cfg(all(feature = "p3", unix))]
-
-use qwasr_kernel::wasmtime_wasi::{WasiCtxView, WasiView};
-use qwasr_kernel::{App, Cli, Code, CtxView, Host, Kernel, KernelCtx, Limits, View};
+use crate::{Sigterm, free_addr, serve};
+use qwasr_kernel::{App, Code, Limits};
 use qwasr_wasi_http::Ctx;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const GUEST: &[u8] = include_bytes!("fixtures/p3-guest.wasm");
+const GUEST: &[u8] = include_bytes!("../fixtures/p3-guest.wasm");
 const TIMEOUT: Duration = Duration::from_millis(1500);
 /// Allowance for scheduling around the timeout.
 const SLACK: Duration = Duration::from_millis(1000);
 const END: &[u8] = b"0\r\n\r\n";
-
-struct State {
-    kernel: KernelCtx,
-    http: Ctx,
-}
-
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        self.kernel.wasi_view()
-    }
-}
-
-impl Host for State {
-    fn kernel(&mut self) -> &mut KernelCtx {
-        &mut self.kernel
-    }
-}
-
-impl View<Ctx> for State {
-    fn view(&mut self) -> CtxView<'_, Ctx> {
-        CtxView {
-            ctx: &mut self.http,
-            table: &mut self.kernel.table,
-        }
-    }
-}
 
 /// A raw HTTP/1.1 client connection: exactly what goes over the wire.
 struct Conn {
@@ -162,15 +131,8 @@ async fn aborts_body(mut conn: Conn, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn serves_a_wasi_0_3_handler() {
-    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    // Installed before anything else, so the SIGTERM below reaches tokio's
-    // handlers (the kernel's among them) instead of ending the process.
-    let mut sigterm =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
-    let addr = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().to_string()
-    };
+    let mut sigterm = Sigterm::take().await;
+    let addr = free_addr();
     let app: &'static App = Box::leak(Box::new(App {
         concurrency: true,
         limits: Limits {
@@ -180,30 +142,18 @@ async fn serves_a_wasi_0_3_handler() {
         },
         ..App::new("p3-test", Code::Wasm(GUEST))
     }));
-    let cli = Cli {
-        addr: Some(addr.clone()),
-        ..Cli::default()
-    };
     // The guest may call this server itself, and nothing else.
     let http = Ctx::new(&[addr.as_str()]);
     // The server has a runtime of its own, with two workers: a guest that
     // held a worker would show as a stall, which the client (on this
     // runtime) measures unaffected.
+    let server_addr = addr.clone();
     let server = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
-        rt.block_on(async {
-            let kernel = Kernel::new(app, cli)?;
-            let mut linker = kernel.linker::<State>()?;
-            qwasr_wasi_http::add_to_linker(&mut linker)?;
-            qwasr_wasi_http::serve(&kernel, &linker, move |kernel| State {
-                kernel,
-                http: http.clone(),
-            })
-            .await
-        })
+        rt.block_on(serve(app, server_addr, http))
     });
     let started = Instant::now();
     while TcpStream::connect(&addr).await.is_err() {
@@ -368,12 +318,7 @@ async fn serves_a_wasi_0_3_handler() {
         .send(format!("{}{}", post_chunked("/echo"), chunk("before")).as_bytes())
         .await;
     assert!(in_flight.has("before", SLACK).await, "{}", in_flight.text());
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &std::process::id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    sigterm.recv().await;
+    sigterm.send().await;
     let refused = Instant::now();
     while TcpStream::connect(&addr).await.is_ok() {
         assert!(refused.elapsed() < SLACK, "still accepting after SIGTERM");
