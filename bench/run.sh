@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs the benchmarks (bench/run.py): installs what they need, prints the
 # table, writes bench/results.{json,md}.   bench/run.sh [--quick]
+# With --only data: only the data backends' rows (builds only what they
+# need, no wasmtime CLI; writes bench/results-data.md, merges into results.json).
+# With --only p3: only the WASI 0.3 rows (bench/p3.py; bench/results-p3.md).
 # With --profile: perf profiles of a tailored runtime and native hyper under
 # load instead (bench/profile.py, writes bench/profile.md).
 set -euo pipefail
@@ -9,8 +12,20 @@ cd "$root"
 version=48.0.8   # the wasmtime every qwasr crate pins
 cache="${QWASR_BENCH_CACHE:-$HOME/.cache/qwasr-bench}"
 wasmtime="$cache/wasmtime-$version/bin/wasmtime"
-profile=0; [ "${1:-}" = --profile ] && profile=1
-if [ $profile = 0 ] && ! [ -x "$wasmtime" ]; then
+profile=0; only=
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[i]}" in
+    --profile) profile=1 ;;
+    --only) only="${args[i + 1]:-}" ;;
+  esac
+done
+case "$only" in
+  ""|data|p3) ;;
+  *) echo "error: --only takes \`data\` or \`p3\`, not \`$only\`" >&2; exit 2 ;;
+esac
+core=1; [ -n "$only" ] && core=0
+if [ $profile = 0 ] && [ "$only" != data ] && ! [ -x "$wasmtime" ]; then
   echo "installing wasmtime-cli $version into $cache (about 18 minutes on 2 cores, once)" >&2
   cargo install -q wasmtime-cli --version "$version" --locked --root "$cache/wasmtime-$version"
 fi
@@ -21,11 +36,13 @@ need() {
 }
 need wrk wrk
 [ $profile = 0 ] || need perf linux-perf
-[ -f examples/hello-python/app.wasm ] || scripts/build-examples.sh
+[ $core = 0 ] || [ -f examples/hello-python/app.wasm ] || scripts/build-examples.sh
 cargo build -q -p qwasr-gen
-cargo build -q --release -p native-hello
+[ $core = 0 ] || cargo build -q --release -p native-hello
+[ $profile = 1 ] || [ "$only" = p3 ] || cargo build -q --release -p native-data
 target="${CARGO_TARGET_DIR:-$root/target}"
 QWASR_BENCH_WASMTIME="$wasmtime" \
 QWASR_BENCH_QWASR_GEN="$target/debug/qwasr-gen" \
 QWASR_BENCH_NATIVE="$target/release/native-hello" \
+QWASR_BENCH_NATIVE_DATA="$target/release/native-data" \
   python3 "bench/$([ $profile = 1 ] && echo profile || echo run).py" "$@"
