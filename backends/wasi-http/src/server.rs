@@ -82,7 +82,9 @@ pub(crate) trait Handler: Send + Sync + 'static {
 /// off when the last connection closes.
 #[derive(Clone)]
 pub(crate) struct InFlight {
-    _held: tokio::sync::mpsc::Sender<()>,
+    // A plain count: a channel or notifier here would add ~15 KB to every
+    // runtime for a loop that runs once, at shutdown.
+    held: Arc<()>,
 }
 
 /// Listens on the kernel's HTTP address and runs `handler` for every request
@@ -97,8 +99,8 @@ async fn listen<H: Handler>(kernel: &Kernel, handler: H) -> Result<()> {
     tracing::info!(app = kernel.app().name, "listening on http://{local}");
 
     let handler = Arc::new(handler);
-    let (in_flight, mut drained) = tokio::sync::mpsc::channel::<()>(1);
-    let in_flight = InFlight { _held: in_flight };
+    let in_flight = InFlight { held: Arc::new(()) };
+    let tracker = Arc::downgrade(&in_flight.held);
     let graceful = GracefulShutdown::new();
     let shutdown = kernel.stopping();
     tokio::pin!(shutdown);
@@ -144,8 +146,10 @@ async fn listen<H: Handler>(kernel: &Kernel, handler: H) -> Result<()> {
     let grace = kernel.app().limits.timeout + std::time::Duration::from_secs(1);
     let drain = async {
         graceful.shutdown().await;
-        // `None` once every connection and store task has dropped its clone.
-        while drained.recv().await.is_some() {}
+        // Gone once every connection and store task has dropped its clone.
+        while tracker.strong_count() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     };
     if tokio::time::timeout(grace, drain).await.is_err() {
         tracing::warn!("requests still running after {grace:?}; stopping anyway");
