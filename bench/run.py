@@ -7,6 +7,7 @@ Prints a table and writes it to bench/results.json (and results.md).
 
     bench/run.sh [--quick]
     bench/run.sh --only data [--quick]
+    bench/run.sh --only services [--quick]
 
 Two sections: `core` (sizes, cold start, throughput, the generator) and
 `data` (the embedded data backends against native baselines). A full run
@@ -225,8 +226,18 @@ def timed(cmd, env=None, runs=RUNS):
 
 
 def main():
-    if ONLY not in (None, "data", "p3"):
-        sys.exit(f"--only takes `data` or `p3`, not {ONLY!r}")
+    if ONLY not in (None, "data", "p3", "services"):
+        sys.exit(f"--only takes `data`, `p3` or `services`, not {ONLY!r}")
+    if ONLY == "services":
+        import services
+        path = ROOT / "bench/results.json"
+        results = json.loads(path.read_text()) if path.exists() else {"machine": {"cores": os.cpu_count()}}
+        results["services"] = services.services_section()
+        path.write_text(json.dumps(results, indent=2) + "\n")
+        table = services.render(results["services"])
+        (ROOT / "bench/results-services.md").write_text(table)
+        print(table)
+        return
     if ONLY == "p3":
         # Only the WASI 0.3 rows: merged into results.json beside the other figures.
         path = ROOT / "bench/results.json"
@@ -251,11 +262,15 @@ def main():
     core_section(results)
     results["data"] = data_section()
     results["p3"] = p3_section()
+    import services
+    results["services"] = services.services_section()
     (ROOT / "bench/results.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = render(results) + "\n" + render_data(results["data"]) + "\n" + render_p3(results["p3"])
+    table = (render(results) + "\n" + render_data(results["data"]) + "\n" + render_p3(results["p3"])
+             + "\n" + services.render(results["services"]))
     (ROOT / "bench/results.md").write_text(table)
     (ROOT / "bench/results-data.md").write_text(render_data(results["data"]))
     (ROOT / "bench/results-p3.md").write_text(render_p3(results["p3"]))
+    (ROOT / "bench/results-services.md").write_text(services.render(results["services"]))
     print(table)
 
 

@@ -4,6 +4,8 @@
 # With --only data: only the data backends' rows (builds only what they
 # need, no wasmtime CLI; writes bench/results-data.md, merges into results.json).
 # With --only p3: only the WASI 0.3 rows (bench/p3.py; bench/results-p3.md).
+# With --only services: only the Redis / NATS / PostgreSQL rows (bench/services.py;
+# starts the servers with scripts/services.sh; bench/results-services.md).
 # With --profile: perf profiles of a tailored runtime and native hyper under
 # load instead (bench/profile.py, writes bench/profile.md).
 set -euo pipefail
@@ -21,11 +23,11 @@ for ((i = 0; i < ${#args[@]}; i++)); do
   esac
 done
 case "$only" in
-  ""|data|p3) ;;
-  *) echo "error: --only takes \`data\` or \`p3\`, not \`$only\`" >&2; exit 2 ;;
+  ""|data|p3|services) ;;
+  *) echo "error: --only takes \`data\`, \`p3\` or \`services\`, not \`$only\`" >&2; exit 2 ;;
 esac
 core=1; [ -n "$only" ] && core=0
-if [ $profile = 0 ] && [ "$only" != data ] && ! [ -x "$wasmtime" ]; then
+if [ $profile = 0 ] && [ "$only" != data ] && [ "$only" != services ] && ! [ -x "$wasmtime" ]; then
   echo "installing wasmtime-cli $version into $cache (about 18 minutes on 2 cores, once)" >&2
   cargo install -q wasmtime-cli --version "$version" --locked --root "$cache/wasmtime-$version"
 fi
@@ -40,9 +42,16 @@ need wrk wrk
 cargo build -q -p qwasr-gen
 [ $core = 0 ] || cargo build -q --release -p native-hello
 [ $profile = 1 ] || [ "$only" = p3 ] || cargo build -q --release -p native-data
+if [ $profile = 0 ] && { [ -z "$only" ] || [ "$only" = services ]; }; then
+  need redis-benchmark redis-tools
+  need pgbench postgresql-contrib
+  cargo build -q --release -p native-nats
+  while IFS= read -r line; do export "${line?}"; done <<<"$(scripts/services.sh)"
+fi
 target="${CARGO_TARGET_DIR:-$root/target}"
 QWASR_BENCH_WASMTIME="$wasmtime" \
 QWASR_BENCH_QWASR_GEN="$target/debug/qwasr-gen" \
 QWASR_BENCH_NATIVE="$target/release/native-hello" \
 QWASR_BENCH_NATIVE_DATA="$target/release/native-data" \
+QWASR_BENCH_NATIVE_NATS="$target/release/native-nats" \
   python3 "bench/$([ $profile = 1 ] && echo profile || echo run).py" "$@"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every check CI runs, on a fresh machine or this one: rebuild the example
 # guests from source, formatting, clippy, and all tests (which build and run
-# real runtimes).
+# real runtimes, some against Redis, NATS and PostgreSQL servers that
+# scripts/services.sh installs and starts on their own ports).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -15,6 +16,10 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --all-features -q -- -D warnings
+
+step "start the test servers (scripts/services.sh)"
+services_env="$(scripts/services.sh)"
+while IFS= read -r line; do export "${line?}"; done <<<"$services_env"
 
 step "cargo test"
 cargo test --workspace 2>&1

@@ -26,8 +26,10 @@
 //! [package.metadata.qwasr.backend]
 //! name = "redis"
 //! implements = ["wasi:keyvalue"]
-//! env = ["REDIS_URL"]
 //! module = "keyvalue"                  # Rust module holding `connect`; default: the interface name
+//! feature = "keyvalue"                 # cargo feature of the crate the runtime enables
+//! options = ["url", "pool-size"]       # keys the manifest's `[backends]` table form accepts
+//! env = [{ name = "REDIS_URL", help = "Redis server URL" }]  # or plain names: ["REDIS_URL"]
 //!
 //! # the kernel: standard WASI interfaces it always links, as flavours
 //! [[package.metadata.qwasr.kernel.flavours]]
@@ -140,9 +142,22 @@ pub struct Backend {
     /// WIT packages it implements (`wasi:keyvalue`).
     pub implements: Vec<String>,
     /// Environment variables it reads.
-    pub env: Vec<String>,
+    pub env: Vec<EnvVar>,
     /// Module holding `connect`, if not the interface's short name.
     pub module: Option<String>,
+    /// Cargo feature of its crate that compiles this backend, if any.
+    pub feature: Option<String>,
+    /// Keys the manifest's table form may set (`pool-size`); `None`: any.
+    pub options: Option<Vec<String>>,
+}
+
+/// An environment variable a backend reads.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EnvVar {
+    /// Its name (`REDIS_URL`).
+    pub name: String,
+    /// What it sets, for `--help` and `plan`.
+    pub help: String,
 }
 
 /// Loaded WIT, by the list of paths it was loaded from.
@@ -447,12 +462,51 @@ fn backend(item: &Item, krate: CrateRef) -> Result<Backend> {
         name: string(item, "name")?,
         krate,
         implements: strings(item, "implements")?,
-        env: strings(item, "env")?,
+        env: env_vars(item)?,
         module: item
             .get("module")
             .and_then(|m| m.as_str())
             .map(str::to_string),
+        feature: item
+            .get("feature")
+            .and_then(|m| m.as_str())
+            .map(str::to_string),
+        options: match item.get("options") {
+            Some(_) => Some(strings(item, "options")?),
+            None => None,
+        },
     })
+}
+
+/// `env`: names, or `{ name, help }` tables.
+fn env_vars(item: &Item) -> Result<Vec<EnvVar>> {
+    let Some(list) = item.get("env") else {
+        return Ok(Vec::new());
+    };
+    let bad = || "`env` must be an array of names or of { name, help } tables";
+    list.as_array()
+        .with_context(bad)?
+        .iter()
+        .map(|v| match (v.as_str(), v.as_inline_table()) {
+            (Some(name), _) => Ok(EnvVar {
+                name: name.to_string(),
+                help: String::new(),
+            }),
+            (_, Some(t)) => Ok(EnvVar {
+                name: t
+                    .get("name")
+                    .and_then(|n| n.as_str())
+                    .with_context(bad)?
+                    .to_string(),
+                help: t
+                    .get("help")
+                    .and_then(|h| h.as_str())
+                    .unwrap_or("")
+                    .to_string(),
+            }),
+            _ => anyhow::bail!(bad()),
+        })
+        .collect()
 }
 
 /// How an import relates to a catalog pattern.

@@ -274,6 +274,15 @@ fn main_rs(plan: &Plan, mode: Mode) -> Result<String> {
         }
     };
     let env = &plan.grant_env;
+    // The kernel's `--help` lists its own variables (QWASR_DATA_DIR, ...).
+    let backend_env = plan
+        .env()
+        .into_iter()
+        .filter(|v| !qwasr_kernel::KERNEL_ENV.contains(&v.name.as_str()))
+        .map(|v| {
+            let (name, help) = (&v.name, &v.help);
+            quote!((#name, #help))
+        });
     let dirs = plan.grant_dirs.iter().map(|(g, h)| {
         let h = h.display().to_string();
         quote!((#g, #h))
@@ -308,6 +317,7 @@ fn main_rs(plan: &Plan, mode: Mode) -> Result<String> {
             data_dir: #data_dir,
             names: &[#(#names),*],
             messaging: #messaging,
+            env: &[#(#backend_env),*],
         };
 
         /// Per-request state: the kernel's, and one context per interface.

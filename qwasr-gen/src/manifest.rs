@@ -469,21 +469,7 @@ pub fn parse_size(s: &str) -> Result<u64> {
         .ok_or_else(|| anyhow!("`{s}` is too large"))
 }
 
-/// `30s`, `500ms`, `2m`.
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| anyhow!("`{s}` is not a duration; write e.g. \"30s\" or \"500ms\""))?;
-    Ok(match unit.trim() {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        u => bail!("unknown duration unit `{u}` in `{s}`; use ms, s or m"),
-    })
-}
+pub use qwasr_kernel::service::parse_duration;
 
 #[cfg(test)]
 mod tests {

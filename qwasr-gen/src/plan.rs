@@ -74,7 +74,10 @@ pub struct Link {
     /// Options handed to `connect` (manifest `[backends]` table, or `[config]` for config).
     pub options: Vec<(String, String)>,
     /// Environment variables the backend reads.
-    pub env: Vec<String>,
+    pub env: Vec<crate::catalog::EnvVar>,
+    /// Cargo feature of the backend's crate to enable, when that crate is
+    /// not the interface crate.
+    pub backend_feature: Option<String>,
     /// Why this backend.
     pub reason: Reason,
     /// Cargo features of the interface crate this app needs.
@@ -351,6 +354,26 @@ pub fn plan_with(
             problems.push(format!("{}: {what}; {hint}", choice.backend.loc));
             continue;
         }
+        if let Some(known) = catalog
+            .backend_for(interface, backend)
+            .and_then(|b| b.options.as_ref())
+        {
+            let known: Vec<&str> = known.iter().map(String::as_str).collect();
+            for (option, _) in &choice.options {
+                if known.contains(&option.as_str()) {
+                    continue;
+                }
+                let hint = match manifest::nearest(option, &known) {
+                    Some(n) => format!("did you mean `{n}`?"),
+                    None if known.is_empty() => "it takes none".to_string(),
+                    None => format!("it takes: {}", known.join(", ")),
+                };
+                problems.push(format!(
+                    "{}: backend `{backend}` has no option `{option}`; {hint}",
+                    choice.backend.loc
+                ));
+            }
+        }
         if !needed.contains_key(key) {
             notes.push(format!(
                 "{}: [backends] {key} is set, but the component does not use {}; ignored",
@@ -461,6 +484,7 @@ pub fn plan_with(
                 .unwrap_or_else(|| name.replace('-', "_")),
             options,
             env: backend.env.clone(),
+            backend_feature: backend.feature.clone(),
             reason,
             features,
         });
@@ -910,15 +934,12 @@ impl Plan {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let mut env: Vec<&str> = self
-            .links
-            .iter()
-            .flat_map(|l| l.env.iter().map(String::as_str))
-            .collect();
-        env.sort();
-        env.dedup();
+        let env = self.env();
         if !env.is_empty() {
-            let _ = writeln!(out, "environment: {}", env.join(", "));
+            let _ = writeln!(out, "\nenvironment (read by the backends at start-up):");
+            for v in env {
+                let _ = writeln!(out, "  {:<24} {}", v.name, v.help);
+            }
         }
         for n in &self.notes {
             let _ = writeln!(out, "note: {n}");
@@ -926,16 +947,35 @@ impl Plan {
         out
     }
 
+    /// The environment variables the chosen backends read, each once, by name.
+    pub fn env(&self) -> Vec<&crate::catalog::EnvVar> {
+        let mut env: Vec<&crate::catalog::EnvVar> =
+            self.links.iter().flat_map(|l| l.env.iter()).collect();
+        env.sort_by(|a, b| a.name.cmp(&b.name));
+        env.dedup_by(|a, b| a.name == b.name);
+        env
+    }
+
     /// The cargo features this app enables on crate `c`.
     pub fn features_of(&self, c: &CrateRef) -> Vec<&str> {
         if *c == self.kernel {
             return self.kernel_features.iter().map(String::as_str).collect();
         }
-        self.links
+        let mut features: Vec<&str> = self
+            .links
             .iter()
             .filter(|l| l.krate == *c)
             .flat_map(|l| l.features.iter().map(String::as_str))
-            .collect()
+            .chain(
+                self.links
+                    .iter()
+                    .filter(|l| l.backend_crate == *c)
+                    .filter_map(|l| l.backend_feature.as_deref()),
+            )
+            .collect();
+        features.sort();
+        features.dedup();
+        features
     }
 
     /// Every crate the runtime depends on, kernel first, without repeats.

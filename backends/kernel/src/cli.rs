@@ -38,11 +38,15 @@ impl Cli {
                  HTTP_ADDR               address to listen on (default {})\n  \
                  QWASR_DATA_DIR          where embedded backends keep data (default {})\n  \
                  QWASR_CONFIG_<KEY>      overrides a wasi:config value (KEY upper-cased, '-' and '.' as '_')\n  \
-                 RUST_LOG                log filter, e.g. info, debug, qwasr=trace (default info)\n\n\
-                 Backends read their own variables; `qwasr-gen plan` lists them.\n\
+                 RUST_LOG                log filter, e.g. info, debug, qwasr=trace (default info)\n\
+                 {}\n\
                  The guest sees no host environment, files or network beyond the manifest's [grants].",
                 app.http_addr,
                 app.data_dir.unwrap_or("./.qwasr-data"),
+                app.env
+                    .iter()
+                    .map(|(name, help)| format!("  {name:<23} {help}\n"))
+                    .collect::<String>(),
             ))
             .version(app.generator)
             .arg(

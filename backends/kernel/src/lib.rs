@@ -25,6 +25,7 @@
 mod cli;
 mod engine;
 pub mod fs;
+pub mod service;
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing;
@@ -79,7 +80,13 @@ pub struct App {
     pub names: &'static [(&'static str, &'static [&'static str])],
     /// `[messaging]`: what the subscriber listens to.
     pub messaging: Messaging,
+    /// Environment variables the app's backends read, with what each sets
+    /// (shown by `--help`).
+    pub env: &'static [(&'static str, &'static str)],
 }
+
+/// Variables the kernel itself reads (its `--help` always lists them).
+pub const KERNEL_ENV: &[&str] = &["HTTP_ADDR", "QWASR_DATA_DIR", "RUST_LOG"];
 
 impl App {
     /// An app named `name` running `component` with every other setting at
@@ -102,6 +109,7 @@ impl App {
             data_dir: None,
             names: &[],
             messaging: Messaging::DEFAULT,
+            env: &[],
         }
     }
 }

@@ -130,3 +130,21 @@ pub fn component(wit: &[impl AsRef<Path>], world: &str, wat: &str) -> &'static [
     let world = resolve.select_world(&[pkg], None).unwrap();
     encode(&resolve, world, wat::parse_str(wat).unwrap())
 }
+
+/// A [`crate::BackendConfig`] for backend `backend` of `interface` in `app`,
+/// with no options (set `options` on the result), data under the system's
+/// temporary directory.
+pub fn backend_config(
+    app: &'static crate::App,
+    interface: &'static str,
+    backend: &'static str,
+) -> crate::BackendConfig {
+    crate::BackendConfig {
+        data_root: std::env::temp_dir().join(format!("qwasr-test-{}", std::process::id())),
+        app,
+        interface,
+        backend,
+        options: Vec::new(),
+        overrides: Vec::new(),
+    }
+}

@@ -130,7 +130,8 @@ pub trait Store: Send + Sync + 'static {
     fn exists<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, bool>;
     /// One page of keys (see [`Pager`] for the size), resuming after `cursor`,
     /// which is `None` for the first page and otherwise a cursor this backend
-    /// returned (`draft2`'s string cursor). Any string must be accepted.
+    /// returned (`draft2`'s string cursor). Another string must not
+    /// panic: a backend may treat it as a fresh start or return an error.
     fn list_keys<'a>(&'a self, bucket: &'a str, cursor: Option<String>) -> BoxFuture<'a, KeyPage>;
     /// One page of keys for a numeric cursor (`draft`'s `u64`): `cursor` is
     /// 0 for the first page, then what the previous page returned.

@@ -90,7 +90,36 @@ fn blobstore_example_streams_ranges_lists_and_survives_kill_9() {
     let dir = data_dir();
     let env = [("QWASR_DATA_DIR", dir.path().to_str().unwrap())];
     let rt = Runtime::start(&bin, &env);
+    blobstore_checks(&rt);
+    // Names are data, never paths: nothing outside the data directory was touched.
+    let written: Vec<PathBuf> = walk(dir.path());
+    assert!(written.iter().all(|p| p.starts_with(dir.path())));
 
+    // Every acknowledged upload is there, intact, after kill -9.
+    let addr = rt.addr.clone();
+    let acked = hammer_then_kill(rt, 8, Duration::from_millis(1500), |addr, t, i| {
+        let name = format!("t{t}-{i}");
+        let body = format!("{name} {}", "z".repeat(i % 5000));
+        let r =
+            runtime::request(addr, "PUT", &format!("/crash/{name}"), &[], body.as_bytes()).ok()?;
+        (r.status == 201).then_some((name, body))
+    });
+    let rt = Runtime::start_on(&bin, &[], &env, &addr);
+    for (name, body) in &acked {
+        let r = rt.request("GET", &format!("/crash/{name}"), &[], b"");
+        assert_eq!(
+            (r.status, r.text()),
+            (200, body.clone()),
+            "acknowledged object {name} after kill -9"
+        );
+    }
+    eprintln!("{} acknowledged uploads all present", acked.len());
+}
+
+/// What the blobstore example must do on every backend: a 3 MB object
+/// streamed in and out, inclusive ranges, object info, names that look like
+/// paths kept as data, listing, copy, move and delete.
+pub fn blobstore_checks(rt: &Runtime) {
     // A 3 MB object, streamed in and out.
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let r = rt.request("PUT", "/photos/big.bin", &[], &big);
@@ -148,10 +177,6 @@ fn blobstore_example_streams_ranges_lists_and_survives_kill_9() {
             long.as_str()
         ]
     );
-    // Nothing outside the data directory was touched.
-    let written: Vec<PathBuf> = walk(dir.path());
-    assert!(written.iter().all(|p| p.starts_with(dir.path())));
-
     // Copy, move, delete.
     assert_eq!(
         rt.request("POST", "/photos/a%2Fb?copy-to=backup/ab", &[], b"")
@@ -167,26 +192,6 @@ fn blobstore_example_streams_ranges_lists_and_survives_kill_9() {
     assert_eq!(rt.request("GET", "/backup/ab", &[], b"").status, 404);
     assert_eq!(rt.request("DELETE", "/backup/moved", &[], b"").status, 204);
     assert_eq!(rt.request("GET", "/backup/", &[], b"").text(), "");
-
-    // Every acknowledged upload is there, intact, after kill -9.
-    let addr = rt.addr.clone();
-    let acked = hammer_then_kill(rt, 8, Duration::from_millis(1500), |addr, t, i| {
-        let name = format!("t{t}-{i}");
-        let body = format!("{name} {}", "z".repeat(i % 5000));
-        let r =
-            runtime::request(addr, "PUT", &format!("/crash/{name}"), &[], body.as_bytes()).ok()?;
-        (r.status == 201).then_some((name, body))
-    });
-    let rt = Runtime::start_on(&bin, &[], &env, &addr);
-    for (name, body) in &acked {
-        let r = rt.request("GET", &format!("/crash/{name}"), &[], b"");
-        assert_eq!(
-            (r.status, r.text()),
-            (200, body.clone()),
-            "acknowledged object {name} after kill -9"
-        );
-    }
-    eprintln!("{} acknowledged uploads all present", acked.len());
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -207,41 +212,7 @@ fn notes_example_on_sqlite_maps_types_reports_errors_and_survives_kill_9() {
     let dir = data_dir();
     let env = [("QWASR_DATA_DIR", dir.path().to_str().unwrap())];
     let rt = Runtime::start(&bin, &env);
-    let r = rt.request("POST", "/notes", &[], b"groceries\nmilk, eggs");
-    assert_eq!((r.status, r.text()), (201, "created 1\n".into()));
-    let r = rt.request("POST", "/notes", &[], b"ideas\nqwasr");
-    assert_eq!((r.status, r.text()), (201, "created 2\n".into()));
-    assert_eq!(rt.get("/notes"), (200, "1\tgroceries\n2\tideas\n".into()));
-    assert_eq!(rt.get("/notes/1"), (200, "groceries\nmilk, eggs".into()));
-    assert_eq!(rt.get("/notes?search=dea"), (200, "2\tideas\n".into()));
-    // A constraint violation is the interface's error with SQLite's message.
-    let r = rt.request("POST", "/notes", &[], b"ideas\nagain");
-    assert_eq!(r.status, 409);
-    assert!(
-        r.text().contains("UNIQUE constraint failed: notes.title"),
-        "{}",
-        r.text()
-    );
-    // So is a syntax error; neither traps.
-    let r = rt.request("POST", "/sql", &[], b"SELEC title FROM notes");
-    assert_eq!(r.status, 400);
-    assert!(r.text().contains("syntax error"), "{}", r.text());
-    assert_eq!(rt.request("DELETE", "/notes/2", &[], b"").status, 204);
-    assert_eq!(rt.request("DELETE", "/notes/2", &[], b"").status, 404);
-    // Every data type goes in as a parameter and comes back from a column
-    // declared with the matching SQL type; NULL is `none`.
-    assert_eq!(
-        rt.get("/types"),
-        (
-            200,
-            "i32=int32(-5)\ni64=int64(-9000000000)\nu32=uint32(4000000000)\n\
-             u64=uint64(9000000000)\nf32=float(1.5)\nf64=double(2.25)\nstr=str(héllo)\n\
-             bool=boolean(true)\ndate=date(2024-01-02)\ntime=time(03:04:05)\n\
-             timestamp=timestamp(2024-01-02T03:04:05Z)\nbinary=binary([0, 1, 2, 255])\n\
-             none=str(null)\n"
-                .into()
-        )
-    );
+    notes_checks(&rt, "UNIQUE constraint failed: notes.title", SQLITE_TYPES);
 
     let addr = rt.addr.clone();
     let acked = hammer_then_kill(rt, 8, Duration::from_millis(1500), |addr, t, i| {
@@ -269,6 +240,40 @@ fn notes_example_on_sqlite_maps_types_reports_errors_and_survives_kill_9() {
     eprintln!("{} acknowledged inserts all present", acked.len());
 }
 
+/// `/types` of the notes example on SQLite: every case both ways.
+pub const SQLITE_TYPES: &str = "i32=int32(-5)\ni64=int64(-9000000000)\nu32=uint32(4000000000)\n\
+             u64=uint64(9000000000)\nf32=float(1.5)\nf64=double(2.25)\nstr=str(héllo)\n\
+             bool=boolean(true)\ndate=date(2024-01-02)\ntime=time(03:04:05)\n\
+             timestamp=timestamp(2024-01-02T03:04:05Z)\nbinary=binary([0, 1, 2, 255])\n\
+             none=str(null)\n";
+
+/// What the notes example must do on every SQL backend: create, list,
+/// search, show and delete notes; a constraint violation (the database's
+/// message contains `unique`) and a syntax error are the interface's errors,
+/// never traps; `/types` answers `types`.
+pub fn notes_checks(rt: &Runtime, unique: &str, types: &str) {
+    let r = rt.request("POST", "/notes", &[], b"groceries\nmilk, eggs");
+    assert_eq!((r.status, r.text()), (201, "created 1\n".into()));
+    let r = rt.request("POST", "/notes", &[], b"ideas\nqwasr");
+    assert_eq!((r.status, r.text()), (201, "created 2\n".into()));
+    assert_eq!(rt.get("/notes"), (200, "1\tgroceries\n2\tideas\n".into()));
+    assert_eq!(rt.get("/notes/1"), (200, "groceries\nmilk, eggs".into()));
+    assert_eq!(rt.get("/notes?search=dea"), (200, "2\tideas\n".into()));
+    // A constraint violation is the interface's error with the database's message.
+    let r = rt.request("POST", "/notes", &[], b"ideas\nagain");
+    assert_eq!(r.status, 409);
+    assert!(r.text().contains(unique), "{}", r.text());
+    // So is a syntax error; neither traps.
+    let r = rt.request("POST", "/sql", &[], b"SELEC title FROM notes");
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("syntax error"), "{}", r.text());
+    assert_eq!(rt.request("DELETE", "/notes/2", &[], b"").status, 204);
+    assert_eq!(rt.request("DELETE", "/notes/2", &[], b"").status, 404);
+    // Every data type goes in as a parameter and comes back from a column
+    // declared with the matching SQL type; NULL is `none`.
+    assert_eq!(rt.get("/types"), (200, types.to_string()));
+}
+
 #[test]
 fn messaging_example_runs_http_and_the_subscriber_together() {
     let (bin, _) = build(&["--manifest", "examples/messaging/qwasr.toml"]);
@@ -287,6 +292,15 @@ fn messaging_example_runs_http_and_the_subscriber_together() {
     let dir = data_dir();
     let rt = Runtime::start(&bin, &[("QWASR_DATA_DIR", dir.path().to_str().unwrap())]);
 
+    messaging_checks(&rt);
+    assert_eq!(rt.stop().code(), Some(0), "SIGTERM drains both servers");
+}
+
+/// What the messaging example must do on every broker: publish to exact
+/// and wildcard subscriptions (the handler sees the concrete topic),
+/// request-reply, a timeout, no subscriber, failing handlers that do not
+/// stop the broker, and the message size limit.
+pub fn messaging_checks(rt: &Runtime) {
     let r = rt.request("POST", "/publish/orders", &[], b"order #1");
     assert_eq!((r.status, r.text()), (202, "sent\n".into()));
     // A wildcard subscription; the handler sees the concrete topic.
@@ -295,8 +309,8 @@ fn messaging_example_runs_http_and_the_subscriber_together() {
             .status,
         202
     );
-    eventually(&rt, "/received/orders", "1 order #1\n");
-    eventually(&rt, "/received/audit.login", "1 alice\n");
+    eventually(rt, "/received/orders", "1 order #1\n");
+    eventually(rt, "/received/audit.login", "1 alice\n");
     // Request-reply through the in-process broker.
     let r = rt.request("POST", "/request/rpc.echo", &[], b"ping");
     assert_eq!((r.status, r.text()), (200, "echo: ping\n".into()));
@@ -306,7 +320,7 @@ fn messaging_example_runs_http_and_the_subscriber_together() {
     assert_eq!((r.status, r.text()), (504, "timeout\n".into()));
     assert!(started.elapsed() >= Duration::from_millis(1900));
     // The handler still got the request as a message.
-    eventually(&rt, "/received/orders", "2 no reply\n");
+    eventually(rt, "/received/orders", "2 no reply\n");
     let r = rt.request("POST", "/request/nobody.home", &[], b"x");
     assert_eq!(r.status, 502);
     assert!(
@@ -327,7 +341,7 @@ fn messaging_example_runs_http_and_the_subscriber_together() {
             .status,
         202
     );
-    eventually(&rt, "/received/orders", "3 order #2\n");
+    eventually(rt, "/received/orders", "3 order #2\n");
     // Over the message size limit (1 KiB in this example's manifest).
     let r = rt.request("POST", "/publish/orders", &[], &[b'x'; 2048]);
     assert_eq!(r.status, 502);
@@ -336,11 +350,10 @@ fn messaging_example_runs_http_and_the_subscriber_together() {
         "{}",
         r.text()
     );
-    assert_eq!(rt.stop().code(), Some(0), "SIGTERM drains both servers");
 }
 
 /// GETs `path` until it answers 200 `want` (messages are handled asynchronously).
-fn eventually(rt: &Runtime, path: &str, want: &str) {
+pub fn eventually(rt: &Runtime, path: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (status, body) = rt.get(path);

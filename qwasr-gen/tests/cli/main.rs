@@ -12,6 +12,7 @@ mod data;
 mod e2e;
 mod p3;
 mod runtime;
+mod services;
 
 const BIN: &str = env!("CARGO_BIN_EXE_qwasr-gen");
 
@@ -266,6 +267,46 @@ fn unknown_backend_name() {
     );
 }
 
+/// Service backends: options are checked by name, and `plan` lists the
+/// variables the chosen backends read, with what each sets.
+#[test]
+fn service_backend_options_and_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("qwasr.toml"),
+        "[backends]\nkeyvalue = { backend = \"redis\", pool-sise = 4 }\n",
+    )
+    .unwrap();
+    let app = root().join("examples/counter/app.wasm");
+    let err = fails(&["plan", app.to_str().unwrap()], dir.path());
+    assert_eq!(
+        err.trim_end(),
+        "error: qwasr.toml:2:24: backend `redis` has no option `pool-sise`; did you mean `pool-size`?"
+    );
+    std::fs::write(
+        dir.path().join("qwasr.toml"),
+        "[backends]\nkeyvalue = { backend = \"redis\", timeout = \"2s\" }\n",
+    )
+    .unwrap();
+    let plan = succeeds(&["plan", app.to_str().unwrap()], dir.path());
+    assert!(
+        plan.contains("keyvalue via qwasr-wasi-keyvalue, backend redis (set in qwasr.toml:2:24)"),
+        "{plan}"
+    );
+    assert!(plan.contains("qwasr-redis (features: keyvalue)"), "{plan}");
+    assert!(
+        plan.contains("environment (read by the backends at start-up):\n"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(
+            "  REDIS_URL                Redis server URL (default redis://127.0.0.1:6379)"
+        ),
+        "{plan}"
+    );
+    assert!(!plan.contains("QWASR_DATA_DIR"), "{plan}");
+}
+
 #[test]
 fn unknown_interface_in_backends() {
     let dir = tempfile::tempdir().unwrap();
@@ -282,19 +323,19 @@ fn unknown_interface_in_backends() {
     );
 }
 
-/// A catalog with the real crates plus a backend crate that implements only keyvalue.
-fn catalog_with_fake_redis() -> tempfile::TempDir {
+/// A catalog with the real crates plus a new backend crate that implements only keyvalue.
+fn catalog_with_a_new_backend() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(root().join("backends")).unwrap() {
         let entry = entry.unwrap();
         std::os::unix::fs::symlink(entry.path(), dir.path().join(entry.file_name())).unwrap();
     }
-    let redis = dir.path().join("redis");
-    std::fs::create_dir(&redis).unwrap();
+    let fake = dir.path().join("fakekv");
+    std::fs::create_dir(&fake).unwrap();
     std::fs::write(
-        redis.join("Cargo.toml"),
-        "[package]\nname = \"qwasr-redis\"\nversion = \"0.1.0\"\n\n\
-         [package.metadata.qwasr.backend]\nname = \"redis\"\nimplements = [\"wasi:keyvalue\"]\nenv = [\"REDIS_URL\"]\n",
+        fake.join("Cargo.toml"),
+        "[package]\nname = \"qwasr-fakekv\"\nversion = \"0.1.0\"\n\n\
+         [package.metadata.qwasr.backend]\nname = \"fakekv\"\nimplements = [\"wasi:keyvalue\"]\nenv = [\"FAKEKV_URL\"]\n",
     )
     .unwrap();
     dir
@@ -302,11 +343,11 @@ fn catalog_with_fake_redis() -> tempfile::TempDir {
 
 #[test]
 fn a_backend_on_an_interface_it_does_not_implement() {
-    let catalog = catalog_with_fake_redis();
+    let catalog = catalog_with_a_new_backend();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("qwasr.toml"),
-        "[backends]\nconfig = \"redis\"\n",
+        "[backends]\nconfig = \"fakekv\"\n",
     )
     .unwrap();
     let app = root().join("examples/counter/app.wasm");
@@ -321,17 +362,17 @@ fn a_backend_on_an_interface_it_does_not_implement() {
     );
     assert_eq!(
         err.trim_end(),
-        "error: qwasr.toml:2:10: backend `redis` does not implement wasi:config; backends for config: embedded"
+        "error: qwasr.toml:2:10: backend `fakekv` does not implement wasi:config; backends for config: embedded"
     );
 }
 
 #[test]
 fn a_catalog_backend_is_chosen_from_the_manifest_without_generator_changes() {
-    let catalog = catalog_with_fake_redis();
+    let catalog = catalog_with_a_new_backend();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("qwasr.toml"),
-        "[backends]\nkeyvalue = \"redis\"\n",
+        "[backends]\nkeyvalue = \"fakekv\"\n",
     )
     .unwrap();
     let app = root().join("examples/counter/app.wasm");
@@ -352,10 +393,10 @@ fn a_catalog_backend_is_chosen_from_the_manifest_without_generator_changes() {
         .iter()
         .find(|l| l["interface"] == "keyvalue")
         .unwrap();
-    assert_eq!(kv["backend"], "redis");
-    assert_eq!(kv["backend_crate"]["name"], "qwasr-redis");
+    assert_eq!(kv["backend"], "fakekv");
+    assert_eq!(kv["backend_crate"]["name"], "qwasr-fakekv");
     assert_eq!(kv["reason"], "qwasr.toml:2:12");
-    assert_eq!(kv["env"][0], "REDIS_URL");
+    assert_eq!(kv["env"][0]["name"], "FAKEKV_URL");
 }
 
 #[test]

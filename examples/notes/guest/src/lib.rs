@@ -23,8 +23,26 @@ use wasi::http::types::{IncomingRequest, Method, ResponseOutparam};
 use wasi::sql::readwrite;
 use wasi::sql::types::{Connection, DataType, Error, Row, Statement};
 
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY AUTOINCREMENT, \
+/// The table, in the dialect of each database the guest may be given: SQL
+/// has no portable auto-increment key.
+const SCHEMA_SQLITE: &str = "CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY AUTOINCREMENT, \
      title TEXT NOT NULL UNIQUE, body TEXT, created TIMESTAMP DEFAULT CURRENT_TIMESTAMP)";
+const SCHEMA_POSTGRES: &str = "CREATE TABLE IF NOT EXISTS notes (id BIGSERIAL PRIMARY KEY, \
+     title TEXT NOT NULL UNIQUE, body TEXT, created TIMESTAMP DEFAULT CURRENT_TIMESTAMP)";
+
+/// Which database serves the connection: only SQLite has `sqlite_version()`.
+#[derive(Clone, Copy, PartialEq)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+fn dialect(db: &Connection) -> Dialect {
+    match query(db, "SELECT sqlite_version()", vec![]) {
+        Ok(_) => Dialect::Sqlite,
+        Err(_) => Dialect::Postgres,
+    }
+}
 
 /// Request bodies here become SQL parameters, so they are read whole, up to this.
 const MAX_BODY: usize = 1 << 20;
@@ -45,7 +63,12 @@ impl Guest for Notes {
                 )
             }
         };
-        if let Err(e) = exec(&db, SCHEMA, vec![]) {
+        let dialect = dialect(&db);
+        let schema = match dialect {
+            Dialect::Sqlite => SCHEMA_SQLITE,
+            Dialect::Postgres => SCHEMA_POSTGRES,
+        };
+        if let Err(e) = exec(&db, schema, vec![]) {
             return respond(
                 out,
                 500,
@@ -59,7 +82,7 @@ impl Guest for Notes {
             (Method::Get, _) if id.is_some() => show(&db, id.unwrap_or_default(), out),
             (Method::Delete, _) if id.is_some() => delete(&db, id.unwrap_or_default(), out),
             (Method::Post, "/sql") => raw_sql(&db, &request, out),
-            (Method::Get, "/types") => types(&db, out),
+            (Method::Get, "/types") => types(&db, dialect, out),
             (_, "/notes" | "/sql" | "/types") => respond(out, 405, "method not allowed\n"),
             _ if id.is_some() => respond(out, 405, "method not allowed\n"),
             _ => respond(out, 404, "try /notes, /notes/<id>, /sql or /types\n"),
@@ -197,10 +220,16 @@ fn raw_sql(db: &Connection, request: &IncomingRequest, out: ResponseOutparam) {
 
 /// One parameter of each `data-type` case and a NULL, stored in typed
 /// columns and selected back: every case both ways.
-fn types(db: &Connection, out: ResponseOutparam) {
-    let table = "CREATE TEMP TABLE IF NOT EXISTS types (i32 INT4, i64 BIGINT, \
-        u32 INT UNSIGNED, u64 BIGINT UNSIGNED, f32 FLOAT4, f64 DOUBLE, str TEXT, \
-        bool BOOLEAN, date DATE, time TIME, timestamp TIMESTAMP, binary BLOB, none TEXT)";
+/// PostgreSQL has no unsigned integers: there they are stored as BIGINT.
+fn types(db: &Connection, dialect: Dialect, out: ResponseOutparam) {
+    let table = match dialect {
+        Dialect::Sqlite => "CREATE TEMP TABLE IF NOT EXISTS types (i32 INT4, i64 BIGINT, \
+            u32 INT UNSIGNED, u64 BIGINT UNSIGNED, f32 FLOAT4, f64 DOUBLE, str TEXT, \
+            bool BOOLEAN, date DATE, time TIME, timestamp TIMESTAMP, binary BLOB, none TEXT)",
+        Dialect::Postgres => "CREATE TEMP TABLE IF NOT EXISTS types (i32 INT4, i64 BIGINT, \
+            u32 BIGINT, u64 BIGINT, f32 FLOAT4, f64 DOUBLE PRECISION, str TEXT, \
+            bool BOOLEAN, date DATE, time TIME, timestamp TIMESTAMPTZ, \"binary\" BYTEA, none TEXT)",
+    };
     if let Err(e) = exec(db, table, Vec::new()).and_then(|_| exec(db, "DELETE FROM types", Vec::new())) {
         return respond(out, 500, &format!("{}\n", e.trace()));
     }

@@ -23,6 +23,7 @@ static APP: App = App {
     data_dir: None,
     names: &[],
     messaging: Messaging::DEFAULT,
+    env: &[],
 };
 
 /// Per-request state: the kernel's, and one context per interface.

@@ -26,6 +26,7 @@ static APP: App = App {
         topics: &["orders", "audit.*", "rpc.>", "fail", "trap"],
         max_message_size: 1024,
     },
+    env: &[],
 };
 
 /// Per-request state: the kernel's, and one context per interface.
