@@ -85,6 +85,27 @@ pub struct App {
     pub env: &'static [(&'static str, &'static str)],
 }
 
+/// A name a guest chose (a bucket, a container, a key), as messages show
+/// it: control characters escaped, very long names cut short.
+pub struct Shown<'a>(pub &'a str);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const MAX: usize = 200;
+        for (i, c) in self.0.chars().enumerate() {
+            if i == MAX {
+                return write!(f, "…({} bytes)", self.0.len());
+            }
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Variables the kernel itself reads (its `--help` always lists them).
 pub const KERNEL_ENV: &[&str] = &["HTTP_ADDR", "QWASR_DATA_DIR", "RUST_LOG"];
 

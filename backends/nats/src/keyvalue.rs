@@ -13,7 +13,6 @@
 //!   no useful order) and keeps the smallest [`PAGE_KEYS`] after the cursor:
 //!   each page costs a pass over the whole bucket.
 
-use crate::Shown;
 use crate::conn::{self, Nats};
 use crate::names::{self, Decoded, Key};
 use anyhow::Result;
@@ -22,6 +21,7 @@ use async_nats::jetstream::stream::StorageType;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use qwasr_kernel::BackendConfig;
+use qwasr_kernel::Shown;
 use qwasr_wasi_keyvalue::{
     BoxFuture, Ctx, KeyPage, PAGE_KEYS, Pager, Store, add_counter, parse_counter,
 };

@@ -35,28 +35,3 @@ mod names;
     allow(dead_code)
 )]
 mod testing;
-
-/// A name as shown in messages: control characters escaped, very long
-/// names cut short.
-#[cfg_attr(
-    not(any(feature = "keyvalue", feature = "blobstore")),
-    allow(dead_code)
-)]
-pub(crate) struct Shown<'a>(pub(crate) &'a str);
-
-impl std::fmt::Display for Shown<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const MAX: usize = 200;
-        for (i, c) in self.0.chars().enumerate() {
-            if i == MAX {
-                return write!(f, "…({} bytes)", self.0.len());
-            }
-            if c.is_control() {
-                write!(f, "{}", c.escape_default())?;
-            } else {
-                write!(f, "{c}")?;
-            }
-        }
-        Ok(())
-    }
-}

@@ -308,28 +308,7 @@ pub trait ObjectLister: Send + 'static {
 /// Error messages shared by every backend, so guests see the same text
 /// whichever backend serves them.
 pub mod errors {
-    use std::fmt;
-
-    /// A name as shown in messages: control characters escaped, very long
-    /// names cut short.
-    pub struct Shown<'a>(pub &'a str);
-
-    impl fmt::Display for Shown<'_> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            const MAX: usize = 200;
-            for (i, c) in self.0.chars().enumerate() {
-                if i == MAX {
-                    return write!(f, "…({} bytes)", self.0.len());
-                }
-                if c.is_control() {
-                    write!(f, "{}", c.escape_default())?;
-                } else {
-                    write!(f, "{c}")?;
-                }
-            }
-            Ok(())
-        }
-    }
+    pub use qwasr_kernel::Shown;
 
     /// ``container `x` does not exist``.
     pub fn no_container(name: &str) -> anyhow::Error {
