@@ -180,7 +180,8 @@ def render(d):
     ]
     w = max(len(r[0]) for r in rows)
     v = max(len(r[1]) for r in rows)
-    others = f"; other processes used {d['others_cpu_share']:.0%} of the CPU meanwhile" if "others_cpu_share" in d else ""
+    others = (f"; other processes, the servers under test among them, used {d['others_cpu_share']:.0%} of the CPU"
+              " meanwhile" if "others_cpu_share" in d else "")
     lines = [f"Service backends ({d['runs']} runs of {d['seconds']} s, measured {d['measured']}{others}):", "",
              f"| {'measure'.ljust(w)} | {'median (min–max)'.ljust(v)} | ratio |", f"|{'-' * (w + 2)}|{'-' * (v + 2)}|---|"]
     lines += [f"| {a.ljust(w)} | {b.ljust(v)} | {c} |" for a, b, c in rows]
