@@ -142,13 +142,7 @@ impl Kv {
         key: &str,
         k: &Key,
     ) -> Result<Current> {
-        let what = || {
-            format!(
-                "cannot read key `{}` in bucket `{}`",
-                Shown(key),
-                Shown(bucket)
-            )
-        };
+        let what = || failed_on("read", bucket, key);
         let entry = self
             .nats
             .bounded(&what(), store.entry(k.stored.clone()))
@@ -179,11 +173,7 @@ impl Kv {
         value: &[u8],
         revision: u64,
     ) -> Result<bool> {
-        let what = format!(
-            "cannot write key `{}` in bucket `{}`",
-            Shown(key),
-            Shown(bucket)
-        );
+        let what = failed_on("write", bucket, key);
         self.nats.check_connected(&what)?;
         let update = store.update(k.stored.clone(), Self::stored(key, k, value), revision);
         match tokio::time::timeout(self.nats.timeout(), update).await {
@@ -214,23 +204,22 @@ impl Kv {
     }
 }
 
+/// `cannot <verb> key `k` in bucket `b``, for errors.
+fn failed_on(verb: &str, bucket: &str, key: &str) -> String {
+    format!(
+        "cannot {verb} key `{}` in bucket `{}`",
+        Shown(key),
+        Shown(bucket)
+    )
+}
+
 impl Store for Kv {
     fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Option<Vec<u8>>> {
-        let what = move || {
-            format!(
-                "cannot read key `{}` in bucket `{}`",
-                Shown(key),
-                Shown(bucket)
-            )
-        };
+        let what = move || failed_on("read", bucket, key);
         Box::pin(self.nats.within(what, async move {
             let store = self.bucket(bucket).await?;
             let k = names::key(key);
-            let what = format!(
-                "cannot read key `{}` in bucket `{}`",
-                Shown(key),
-                Shown(bucket)
-            );
+            let what = failed_on("read", bucket, key);
             let value = self
                 .nats
                 .bounded(&what, store.get(k.stored.clone()))
@@ -241,21 +230,11 @@ impl Store for Kv {
     }
 
     fn set<'a>(&'a self, bucket: &'a str, key: &'a str, value: Vec<u8>) -> BoxFuture<'a, ()> {
-        let what = move || {
-            format!(
-                "cannot write key `{}` in bucket `{}`",
-                Shown(key),
-                Shown(bucket)
-            )
-        };
+        let what = move || failed_on("write", bucket, key);
         Box::pin(self.nats.within(what, async move {
             let store = self.bucket(bucket).await?;
             let k = names::key(key);
-            let what = format!(
-                "cannot write key `{}` in bucket `{}`",
-                Shown(key),
-                Shown(bucket)
-            );
+            let what = failed_on("write", bucket, key);
             self.nats.check_connected(&what)?;
             let put = store.put(k.stored.clone(), Self::stored(key, &k, &value));
             self.nats
@@ -267,13 +246,7 @@ impl Store for Kv {
     }
 
     fn delete<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, ()> {
-        let what = move || {
-            format!(
-                "cannot delete key `{}` in bucket `{}`",
-                Shown(key),
-                Shown(bucket)
-            )
-        };
+        let what = move || failed_on("delete", bucket, key);
         Box::pin(self.nats.within(what, async move {
             let store = self.bucket(bucket).await?;
             let k = names::key(key);
@@ -281,11 +254,7 @@ impl Store for Kv {
             if self.current(&store, bucket, key, &k).await?.value.is_none() {
                 return Ok(());
             }
-            let what = format!(
-                "cannot delete key `{}` in bucket `{}`",
-                Shown(key),
-                Shown(bucket)
-            );
+            let what = failed_on("delete", bucket, key);
             self.nats.check_connected(&what)?;
             self.nats
                 .bounded(&what, store.delete(k.stored.clone()))
@@ -342,13 +311,7 @@ impl Store for Kv {
     }
 
     fn increment<'a>(&'a self, bucket: &'a str, key: &'a str, delta: i64) -> BoxFuture<'a, i64> {
-        let what = move || {
-            format!(
-                "cannot increment key `{}` in bucket `{}`",
-                Shown(key),
-                Shown(bucket)
-            )
-        };
+        let what = move || failed_on("increment", bucket, key);
         Box::pin(self.nats.within(what, async move {
             let store = self.bucket(bucket).await?;
             let k = names::key(key);
@@ -370,11 +333,7 @@ impl Store for Kv {
                 }
                 if Instant::now() >= deadline {
                     return Err(self.nats.error(
-                        &format!(
-                            "cannot increment key `{}` in bucket `{}`",
-                            Shown(key),
-                            Shown(bucket)
-                        ),
+                        &failed_on("increment", bucket, key),
                         format!(
                             "other writers kept changing it for {:?}",
                             self.nats.timeout()
@@ -392,13 +351,7 @@ impl Store for Kv {
         expected: Option<Vec<u8>>,
         value: Vec<u8>,
     ) -> BoxFuture<'a, bool> {
-        let what = move || {
-            format!(
-                "cannot swap key `{}` in bucket `{}`",
-                Shown(key),
-                Shown(bucket)
-            )
-        };
+        let what = move || failed_on("swap", bucket, key);
         Box::pin(self.nats.within(what, async move {
             let store = self.bucket(bucket).await?;
             let k = names::key(key);
@@ -418,11 +371,7 @@ impl Store for Kv {
                 // Moved since it was read: compare again with what is there now.
                 if Instant::now() >= deadline {
                     return Err(self.nats.error(
-                        &format!(
-                            "cannot swap key `{}` in bucket `{}`",
-                            Shown(key),
-                            Shown(bucket)
-                        ),
+                        &failed_on("swap", bucket, key),
                         format!(
                             "other writers kept changing it for {:?}",
                             self.nats.timeout()
