@@ -106,6 +106,13 @@ impl std::fmt::Display for Shown<'_> {
     }
 }
 
+/// Locks `m`; a panic elsewhere while holding it leaves nothing half-done
+/// for the callers (every update keeps its data consistent), so a
+/// poisoned lock is used as is.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Variables the kernel itself reads (its `--help` always lists them).
 pub const KERNEL_ENV: &[&str] = &["HTTP_ADDR", "QWASR_DATA_DIR", "RUST_LOG"];
 

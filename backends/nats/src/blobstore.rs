@@ -68,7 +68,17 @@ pub async fn connect(cfg: &BackendConfig) -> Result<Ctx> {
     Ok(Ctx::new(Objects { nats, js, prefix }, cfg))
 }
 
+/// `cannot <verb> object `n` in container `c``, for errors.
+fn failed_on(verb: &str, container: &str, name: &str) -> String {
+    format!(
+        "cannot {verb} object `{}` in container `{}`",
+        Shown(name),
+        Shown(container)
+    )
+}
+
 /// Guest containers as JetStream object stores.
+#[derive(Clone)]
 pub struct Objects {
     nats: Nats,
     js: Context,
@@ -134,11 +144,7 @@ impl Objects {
         name: &str,
     ) -> Result<Option<Found>> {
         let (stored, hashed) = names::object(name);
-        let what = format!(
-            "cannot read object `{}` in container `{}`",
-            Shown(name),
-            Shown(container)
-        );
+        let what = failed_on("read", container, name);
         let info = match tokio::time::timeout(self.nats.timeout(), store.info(&stored)).await {
             Ok(Ok(info)) => info,
             Ok(Err(e)) if e.kind() == InfoErrorKind::NotFound => return Ok(None),
@@ -166,11 +172,7 @@ impl Objects {
     /// Uploads what `source` yields as object `name` in `container`,
     /// replacing any object of that name once it is complete.
     async fn put(&self, container: &str, name: &str, source: &mut dyn Source) -> Result<()> {
-        let what = format!(
-            "cannot store object `{}` in container `{}`",
-            Shown(name),
-            Shown(container)
-        );
+        let what = failed_on("store", container, name);
         let store = self.open(container).await?;
         let previous = self.find(&store, container, name).await?;
         let bucket = self.bucket(container);
@@ -264,11 +266,7 @@ impl Objects {
         offset: u64,
         len: u64,
     ) -> Result<ChunkReader> {
-        let what = format!(
-            "cannot read object `{}` in container `{}`",
-            Shown(name),
-            Shown(container)
-        );
+        let what = failed_on("read", container, name);
         let bucket = self.bucket(container);
         let messages = if len == 0 {
             None
@@ -388,13 +386,7 @@ impl Blobstore for Objects {
         container: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Option<ObjectInfo>> {
-        let what = move || {
-            format!(
-                "cannot read object `{}` in container `{}`",
-                Shown(name),
-                Shown(container)
-            )
-        };
+        let what = move || failed_on("read", container, name);
         Box::pin(self.nats.within(what, async move {
             let store = self.open(container).await?;
             Ok(self
@@ -436,34 +428,20 @@ impl Blobstore for Objects {
                 .map_err(|e| anyhow::anyhow!("a blobstore file task failed: {e}"))?
                 .map_err(|e| anyhow::anyhow!("cannot create a temp file for the object: {e}"))?;
             Ok(Box::new(Spool {
-                objects: Objects {
-                    nats: self.nats.clone(),
-                    js: self.js.clone(),
-                    prefix: self.prefix.clone(),
-                },
+                objects: self.clone(),
                 file: tokio::fs::File::from_std(file),
             }) as Box<dyn ObjectWriter>)
         })
     }
 
     fn delete_object<'a>(&'a self, container: &'a str, name: &'a str) -> BoxFuture<'a, ()> {
-        let what = move || {
-            format!(
-                "cannot delete object `{}` in container `{}`",
-                Shown(name),
-                Shown(container)
-            )
-        };
+        let what = move || failed_on("delete", container, name);
         Box::pin(self.nats.within(what, async move {
             let store = self.open(container).await?;
             let Some(found) = self.find(&store, container, name).await? else {
                 return Ok(());
             };
-            let what = format!(
-                "cannot delete object `{}` in container `{}`",
-                Shown(name),
-                Shown(container)
-            );
+            let what = failed_on("delete", container, name);
             self.nats.check_connected(&what)?;
             self.nats.bounded(&what, store.delete(&found.stored)).await
         }))
@@ -490,11 +468,7 @@ impl Blobstore for Objects {
                 let page = lister.next_page(1000).await?;
                 for name in &page.names {
                     let (stored, _) = names::object(name);
-                    let what = format!(
-                        "cannot delete object `{}` in container `{}`",
-                        Shown(name),
-                        Shown(container)
-                    );
+                    let what = failed_on("delete", container, name);
                     self.nats.check_connected(&what)?;
                     self.nats.bounded(&what, store.delete(&stored)).await?;
                 }

@@ -108,13 +108,14 @@ use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
 };
 use futures_util::{StreamExt, TryStreamExt};
-use qwasr_kernel::BackendConfig;
 use qwasr_kernel::service::{Service, Settings};
+use qwasr_kernel::{BackendConfig, lock};
+use qwasr_wasi_sql::text::{count, shown};
 use qwasr_wasi_sql::{Backend, BoxFuture, Column, Ctx, Rows, Session, Value};
 use std::collections::HashMap;
 use std::error::Error as _;
 use std::fmt::Write;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -939,33 +940,4 @@ fn pg_text(e: &tokio_postgres::Error) -> String {
         cause = c.source();
     }
     s
-}
-
-/// `1 parameter`, `2 parameters`.
-fn count(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
-}
-
-/// Text for messages: one line, at most 200 characters.
-fn shown(s: &str) -> String {
-    const MAX: usize = 200;
-    let one_line: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX + 1)
-        .collect();
-    match one_line.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}…", &one_line[..i]),
-        None => one_line,
-    }
-}
-
-/// Locks `m`; a panic elsewhere while holding it leaves nothing half-done
-/// that matters here, so a poisoned lock is used as is.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

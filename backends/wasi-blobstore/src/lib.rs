@@ -136,11 +136,11 @@ mod streams;
 
 use anyhow::Result;
 use bytes::Bytes;
-use qwasr_kernel::{BackendConfig, View};
+use qwasr_kernel::{BackendConfig, View, lock};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use wasmtime::component::{HasData, Linker};
 
 /// A boxed future, as the backend traits return.
@@ -417,12 +417,6 @@ struct Body {
     streaming: bool,
     /// Why writing the body failed, if it did.
     failure: Option<String>,
-}
-
-fn lock(body: &Mutex<Body>) -> MutexGuard<'_, Body> {
-    // Every update leaves the body consistent, so a panic elsewhere while
-    // it was locked does not matter.
-    body.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Where an outgoing value stands.

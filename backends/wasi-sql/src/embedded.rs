@@ -92,15 +92,16 @@ mod convert;
 mod names;
 mod params;
 
+use crate::text::{count, shown};
 use crate::{Backend, BoxFuture, Column, Ctx, Rows, Session, Value};
 use anyhow::{Context, Result, bail};
-use qwasr_kernel::BackendConfig;
+use qwasr_kernel::{BackendConfig, lock};
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::{InterruptHandle, OpenFlags};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Idle SQLite connections kept per database.
@@ -525,35 +526,6 @@ fn is_batch(conn: &rusqlite::Connection, sql: &str) -> bool {
 /// cause, which `{:#}` prints).
 fn plain(e: rusqlite::Error) -> anyhow::Error {
     anyhow::anyhow!("{e}")
-}
-
-/// `1 parameter`, `2 parameters`.
-fn count(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
-}
-
-/// Text for messages: one line, at most 200 characters.
-fn shown(s: &str) -> String {
-    const MAX: usize = 200;
-    let one_line: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX + 1)
-        .collect();
-    match one_line.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}…", &one_line[..i]),
-        None => one_line,
-    }
-}
-
-/// Locks `m`; a panic elsewhere while holding it leaves nothing half-done
-/// that matters here, so a poisoned lock is used as is.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -57,6 +57,32 @@
 
 #![deny(missing_docs)]
 
+/// Message text shared by every SQL backend.
+pub mod text {
+    /// `1 parameter`, `2 parameters`.
+    pub fn count(n: usize, noun: &str) -> String {
+        if n == 1 {
+            format!("1 {noun}")
+        } else {
+            format!("{n} {noun}s")
+        }
+    }
+
+    /// A statement as messages show it: one line, at most 200 characters.
+    pub fn shown(s: &str) -> String {
+        const MAX: usize = 200;
+        let one_line: String = s
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(MAX + 1)
+            .collect();
+        match one_line.char_indices().nth(MAX) {
+            Some((i, _)) => format!("{}…", &one_line[..i]),
+            None => one_line,
+        }
+    }
+}
+
 #[cfg(feature = "async")]
 mod asynchronous;
 pub mod embedded;
