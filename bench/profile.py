@@ -98,8 +98,15 @@ def main():
         sections.append("\n".join(lines))
     text = (f"## Per-request profile (`bench/run.sh --profile`, perf cpu-clock, wrk -c{run.WRK_CONNECTIONS}, "
             f"{SECONDS} s, target dir {run.TARGET.name})\n\n" + "\n\n".join(sections) + "\n")
-    (run.ROOT / "bench/profile.md").write_text(text)
+    # Hand-written findings above the marker stay; the profile below is replaced.
+    path = run.ROOT / "bench/profile.md"
+    old = path.read_text() if path.exists() else ""
+    head = old.split(MARKER)[0] if MARKER in old else ""
+    path.write_text(head + MARKER + "\n\n" + text)
     print(text)
+
+
+MARKER = "<!-- below: written by bench/run.sh --profile -->"
 
 
 if __name__ == "__main__":

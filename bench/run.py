@@ -160,17 +160,19 @@ def cold_start(cmd):
     return summary(times)
 
 
-def wrk_run(addr, path="/", seconds=WRK_SECONDS, script=None, args=(), threads=2, check=True):
+def wrk_run(addr, path="/", seconds=WRK_SECONDS, script=None, args=(), threads=2, check=True,
+            connections=WRK_CONNECTIONS):
     """One wrk run at fixed concurrency: (req/s, p50 ms, p99 ms); errors
     (non-2xx answers, socket errors) raise unless `check` is false.
     `script` is a Lua file under bench/wrk, given `args`."""
-    rps, p50, p99, _ = wrk_output(addr, path, seconds, script, args, threads, check)
+    rps, p50, p99, _ = wrk_output(addr, path, seconds, script, args, threads, check, connections)
     return rps, p50, p99
 
 
-def wrk_output(addr, path="/", seconds=WRK_SECONDS, script=None, args=(), threads=2, check=True):
+def wrk_output(addr, path="/", seconds=WRK_SECONDS, script=None, args=(), threads=2, check=True,
+               connections=WRK_CONNECTIONS):
     """wrk_run, also returning wrk's whole output (a script's lines are in it)."""
-    cmd = ["wrk", f"-t{threads}", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "--latency"]
+    cmd = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if script:
         # Slow durable writes must not count as errors: 10 s, not wrk's 2 s.
         cmd += ["--timeout", "10s", "-s", str(ROOT / "bench/wrk" / script)]
@@ -226,36 +228,25 @@ def timed(cmd, env=None, runs=RUNS):
 
 
 def main():
-    if ONLY not in (None, "data", "p3", "services"):
-        sys.exit(f"--only takes `data`, `p3` or `services`, not {ONLY!r}")
-    if ONLY == "services":
+    if ONLY not in (None, "data", "p3", "services", "speed"):
+        sys.exit(f"--only takes `data`, `p3`, `services` or `speed`, not {ONLY!r}")
+    if ONLY:
+        # Only one section's rows: merged into results.json beside the other
+        # figures (each section records when it was measured).
         import services
+        import speed
+        section, render_section = {
+            "data": (data_section, render_data),
+            "p3": (p3_section, render_p3),
+            "services": (services.services_section, services.render),
+            "speed": (speed.speed_section, speed.render),
+        }[ONLY]
         path = ROOT / "bench/results.json"
         results = json.loads(path.read_text()) if path.exists() else {"machine": {"cores": os.cpu_count()}}
-        results["services"] = services.services_section()
+        results[ONLY] = section()
         path.write_text(json.dumps(results, indent=2) + "\n")
-        table = services.render(results["services"])
-        (ROOT / "bench/results-services.md").write_text(table)
-        print(table)
-        return
-    if ONLY == "p3":
-        # Only the WASI 0.3 rows: merged into results.json beside the other figures.
-        path = ROOT / "bench/results.json"
-        results = json.loads(path.read_text()) if path.exists() else {"machine": {"cores": os.cpu_count()}}
-        results["p3"] = p3_section()
-        path.write_text(json.dumps(results, indent=2) + "\n")
-        table = render_p3(results["p3"])
-        (ROOT / "bench/results-p3.md").write_text(table)
-        print(table)
-        return
-    if ONLY == "data":
-        # Only the data rows: merged into results.json beside the other figures.
-        path = ROOT / "bench/results.json"
-        results = json.loads(path.read_text()) if path.exists() else {"machine": {"cores": os.cpu_count()}}
-        results["data"] = data_section()
-        path.write_text(json.dumps(results, indent=2) + "\n")
-        table = render_data(results["data"])
-        (ROOT / "bench/results-data.md").write_text(table)
+        table = render_section(results[ONLY])
+        (ROOT / f"bench/results-{ONLY}.md").write_text(table)
         print(table)
         return
     results = {"machine": {"cores": os.cpu_count()}, "wasmtime": str(WASMTIME), "figures": {}, "ratios": {}}
@@ -263,15 +254,28 @@ def main():
     results["data"] = data_section()
     results["p3"] = p3_section()
     import services
+    import speed
     results["services"] = services.services_section()
+    results["speed"] = speed.speed_section()
     (ROOT / "bench/results.json").write_text(json.dumps(results, indent=2) + "\n")
     table = (render(results) + "\n" + render_data(results["data"]) + "\n" + render_p3(results["p3"])
-             + "\n" + services.render(results["services"]))
+             + "\n" + services.render(results["services"]) + "\n" + speed.render(results["speed"]))
     (ROOT / "bench/results.md").write_text(table)
     (ROOT / "bench/results-data.md").write_text(render_data(results["data"]))
     (ROOT / "bench/results-p3.md").write_text(render_p3(results["p3"]))
     (ROOT / "bench/results-services.md").write_text(services.render(results["services"]))
+    (ROOT / "bench/results-speed.md").write_text(speed.render(results["speed"]))
     print(table)
+
+
+def table(rows, title=None):
+    """A markdown table of (measure, median (min–max), ratio) rows, under `title`."""
+    w = max(len(r[0]) for r in rows)
+    v = max(len(r[1]) for r in rows)
+    lines = [title, ""] if title else []
+    lines += [f"| {'measure'.ljust(w)} | {'median (min–max)'.ljust(v)} | ratio |", f"|{'-' * (w + 2)}|{'-' * (v + 2)}|---|"]
+    lines += [f"| {a.ljust(w)} | {b.ljust(v)} | {c} |" for a, b, c in rows]
+    return "\n".join(lines) + "\n"
 
 
 def p3_section():
@@ -287,13 +291,7 @@ def render_p3(r):
     """The WASI 0.3 section's table."""
     import p3
 
-    rows = p3.rows(r)
-    w = max(len(x[0]) for x in rows)
-    v = max(len(x[1]) for x in rows)
-    lines = [f"WASI 0.3 ({r['measured']}):", "",
-             f"| {'measure'.ljust(w)} | {'median (min–max)'.ljust(v)} | ratio |", f"|{'-' * (w + 2)}|{'-' * (v + 2)}|---|"]
-    lines += [f"| {a.ljust(w)} | {b.ljust(v)} | {c} |" for a, b, c in rows]
-    return "\n".join(lines) + "\n"
+    return table(p3.rows(r), f"WASI 0.3 ({r['measured']}):")
 
 
 def core_section(results):
@@ -638,11 +636,7 @@ def render(r):
         ("qwasr-gen generate (hello-http)", span(f["generate_hello_s"], sec), ""),
         ("qwasr-gen build --release, second app, warm target", sec(f["build_second_app_release_s"]["median"]), ""),
     ]
-    w = max(len(r[0]) for r in rows)
-    v = max(len(r[1]) for r in rows)
-    lines = [f"| {'measure'.ljust(w)} | {'median (min–max)'.ljust(v)} | ratio |", f"|{'-' * (w + 2)}|{'-' * (v + 2)}|---|"]
-    lines += [f"| {a.ljust(w)} | {b.ljust(v)} | {c} |" for a, b, c in rows]
-    return "\n".join(lines) + "\n" + render_sizes(r["size_profile"])
+    return table(rows) + render_sizes(r["size_profile"])
 
 
 def render_data(d):
@@ -677,13 +671,8 @@ def render_data(d):
         ("  handled per run", span(f["msg_handled"], num), ""),
         ("  refused (502, queue full) per run", span(f["msg_refused"], num), ""),
     ]
-    w = max(len(r[0]) for r in rows)
-    v = max(len(r[1]) for r in rows)
     others = f"; other processes used {d['others_cpu_share']:.0%} of the CPU meanwhile" if "others_cpu_share" in d else ""
-    lines = [f"Data backends ({d['runs']} runs of {d['seconds']} s, measured {d['measured']}{others}):", "",
-             f"| {'measure'.ljust(w)} | {'median (min–max)'.ljust(v)} | ratio |", f"|{'-' * (w + 2)}|{'-' * (v + 2)}|---|"]
-    lines += [f"| {a.ljust(w)} | {b.ljust(v)} | {c} |" for a, b, c in rows]
-    return "\n".join(lines) + "\n"
+    return table(rows, f"Data backends ({d['runs']} runs of {d['seconds']} s, measured {d['measured']}{others}):")
 
 
 def render_sizes(profile):

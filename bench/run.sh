@@ -6,6 +6,8 @@
 # With --only p3: only the WASI 0.3 rows (bench/p3.py; bench/results-p3.md).
 # With --only services: only the Redis / NATS / PostgreSQL rows (bench/services.py;
 # starts the servers with scripts/services.sh; bench/results-services.md).
+# With --only speed: guest speed vs wasmtime serve, image size, cold start
+# (bench/speed.py; builds bench/guests; bench/results-speed.md).
 # With --profile: perf profiles of a tailored runtime and native hyper under
 # load instead (bench/profile.py, writes bench/profile.md).
 set -euo pipefail
@@ -23,8 +25,8 @@ for ((i = 0; i < ${#args[@]}; i++)); do
   esac
 done
 case "$only" in
-  ""|data|p3|services) ;;
-  *) echo "error: --only takes \`data\`, \`p3\` or \`services\`, not \`$only\`" >&2; exit 2 ;;
+  ""|data|p3|services|speed) ;;
+  *) echo "error: --only takes \`data\`, \`p3\`, \`services\` or \`speed\`, not \`$only\`" >&2; exit 2 ;;
 esac
 core=1; [ -n "$only" ] && core=0
 if [ $profile = 0 ] && [ "$only" != data ] && [ "$only" != services ] && ! [ -x "$wasmtime" ]; then
@@ -40,8 +42,9 @@ need wrk wrk
 [ $profile = 0 ] || need perf linux-perf
 [ $core = 0 ] || [ -f examples/hello-python/app.wasm ] || scripts/build-examples.sh
 cargo build -q -p qwasr-gen
-[ $core = 0 ] || cargo build -q --release -p native-hello
-[ $profile = 1 ] || [ "$only" = p3 ] || cargo build -q --release -p native-data
+{ [ $core = 1 ] || [ "$only" = speed ]; } && cargo build -q --release -p native-hello
+{ [ $core = 1 ] || [ "$only" = speed ]; } && bench/guests/build.sh
+[ $profile = 1 ] || [ "$only" = p3 ] || [ "$only" = speed ] || cargo build -q --release -p native-data
 if [ $profile = 0 ] && { [ -z "$only" ] || [ "$only" = services ]; }; then
   need redis-benchmark redis-tools
   need pgbench postgresql-contrib

@@ -178,11 +178,6 @@ def render(d):
          f"{x['nats_guest_vs_native']:.2f}× native"),
         ("  native async-nats echo (ceiling)", span(f["nats_native_replies_per_s"], num), ""),
     ]
-    w = max(len(r[0]) for r in rows)
-    v = max(len(r[1]) for r in rows)
     others = (f"; other processes, the servers under test among them, used {d['others_cpu_share']:.0%} of the CPU"
               " meanwhile" if "others_cpu_share" in d else "")
-    lines = [f"Service backends ({d['runs']} runs of {d['seconds']} s, measured {d['measured']}{others}):", "",
-             f"| {'measure'.ljust(w)} | {'median (min–max)'.ljust(v)} | ratio |", f"|{'-' * (w + 2)}|{'-' * (v + 2)}|---|"]
-    lines += [f"| {a.ljust(w)} | {b.ljust(v)} | {c} |" for a, b, c in rows]
-    return "\n".join(lines) + "\n"
+    return R.table(rows, f"Service backends ({d['runs']} runs of {d['seconds']} s, measured {d['measured']}{others}):")

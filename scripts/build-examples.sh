@@ -21,6 +21,7 @@ say() { printf '%12s %s\n' "$1" "$2" >&2; }
 # name  feature  output
 guests=(
   "hello-http - examples/hello-http/app.wasm"
+  "compute - examples/compute/app.wasm"
   "counter - examples/counter/app.wasm"
   "counter draft2 examples/counter/app-draft2.wasm"
   "limits - examples/limits/app.wasm"

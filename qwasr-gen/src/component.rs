@@ -92,6 +92,9 @@ pub struct Component {
     pub unnamed_imports: Vec<Unnamed>,
     /// Exports no interface id names.
     pub unnamed_exports: Vec<Unnamed>,
+    /// Bytes of machine-independent code in all its core modules (their
+    /// code sections): what the engine compiles.
+    pub code_size: usize,
     /// Whether it uses the component model's async ABI (`async func`,
     /// `stream`, `future`: WASI 0.3 components).
     pub async_abi: bool,
@@ -158,6 +161,13 @@ impl Component {
         let async_abi = wasmparser::Validator::new_with_features(without_async)
             .validate_all(&bytes)
             .is_err();
+        let code_size = wasmparser::Parser::new(0)
+            .parse_all(&bytes)
+            .filter_map(|p| match p {
+                Ok(wasmparser::Payload::CodeSectionStart { size, .. }) => Some(size as usize),
+                _ => None,
+            })
+            .sum();
         let decoded =
             decode(&bytes).with_context(|| format!("cannot decode the component `{shown}`"))?;
         let (resolve, world) = match decoded {
@@ -179,6 +189,7 @@ impl Component {
             size: bytes.len(),
             unnamed_imports,
             unnamed_exports,
+            code_size,
             async_abi,
             bytes,
             resolve,

@@ -78,6 +78,7 @@ fn limits(plan: &Plan) -> qwasr_kernel::Limits {
             .timeout_ms
             .map_or(d.timeout, std::time::Duration::from_millis),
         instances: plan.limits.instances.unwrap_or(d.instances),
+        checks: plan.limits.checks,
     }
 }
 
@@ -237,6 +238,13 @@ fn main_rs(plan: &Plan, mode: Mode) -> Result<String> {
             let n = Literal::u32_unsuffixed(n);
             set.push(quote!(instances: #n,));
         }
+        if plan.limits.checks != qwasr_kernel::Limits::DEFAULT.checks {
+            let checks = match plan.limits.checks {
+                qwasr_kernel::MemoryChecks::GuardPages => quote!(GuardPages),
+                qwasr_kernel::MemoryChecks::Explicit => quote!(Explicit),
+            };
+            set.push(quote!(checks: #kernel::MemoryChecks::#checks,));
+        }
         if set.is_empty() {
             quote!(Limits::DEFAULT)
         } else {
@@ -290,7 +298,7 @@ fn main_rs(plan: &Plan, mode: Mode) -> Result<String> {
     let component = match mode {
         Mode::Precompiled => {
             let file = format!("../{PRECOMPILED_FILE}");
-            quote!(Code::Precompiled(include_bytes!(#file)))
+            quote!(Code::Precompiled(#kernel::page_aligned!(include_bytes!(#file))))
         }
         Mode::Jit => {
             let file = format!("../{WASM_FILE}");

@@ -97,6 +97,9 @@ pub struct Manifest {
     pub timeout: Option<Duration>,
     /// `[limits] instances`.
     pub instances: Option<u32>,
+    /// `[limits] memory-checks`; `None` lets the planner choose.
+    #[serde(skip)]
+    pub memory_checks: Option<qwasr_kernel::MemoryChecks>,
     /// `[grants] env`.
     pub grant_env: Vec<String>,
     /// `[grants] dirs`: guest path → host path (absolute).
@@ -262,7 +265,24 @@ impl Manifest {
             }
         }
         if let Some(limits) = p.section(root, "limits")? {
-            p.known_keys(limits, &["memory", "timeout", "instances"], "[limits]")?;
+            p.known_keys(
+                limits,
+                &["memory", "timeout", "instances", "memory-checks"],
+                "[limits]",
+            )?;
+            if let Some((v, l)) = p.string(limits, "memory-checks")? {
+                use qwasr_kernel::MemoryChecks::{Explicit, GuardPages};
+                m.memory_checks = match v.as_str() {
+                    "auto" => None,
+                    "guard-pages" => Some(GuardPages),
+                    "explicit" => Some(Explicit),
+                    _ => bail!(
+                        "{l}: [limits] memory-checks is `{v}`; use \"guard-pages\" (fastest guest \
+                         code), \"explicit\" (cheapest per request for small guests) or \"auto\" \
+                         (qwasr-gen decides; the default)"
+                    ),
+                };
+            }
             if let Some((v, l)) = p.string(limits, "memory")? {
                 m.memory = Some(parse_size(&v).map_err(|e| anyhow!("{l}: [limits] memory: {e}"))?);
             }

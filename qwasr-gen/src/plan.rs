@@ -113,6 +113,13 @@ pub struct Limits {
     pub timeout_ms: Option<u64>,
     /// Live instances at once.
     pub instances: Option<u32>,
+    /// How out-of-bounds memory accesses are caught, chosen for this component.
+    #[serde(skip)]
+    pub checks: qwasr_kernel::MemoryChecks,
+    /// [`Limits::checks`] as the manifest spells it.
+    pub memory_checks: &'static str,
+    /// Why: set in the manifest, or what qwasr-gen saw in the component.
+    pub memory_checks_reason: String,
 }
 
 /// The whole decision.
@@ -500,10 +507,16 @@ pub fn plan_with(
         servers,
         http_addr: manifest.http_addr.clone(),
         outgoing: manifest.outgoing.clone(),
-        limits: Limits {
-            memory: manifest.memory,
-            timeout_ms: manifest.timeout.map(|t| t.as_millis() as u64),
-            instances: manifest.instances,
+        limits: {
+            let (checks, reason) = memory_checks(component, manifest);
+            Limits {
+                memory: manifest.memory,
+                timeout_ms: manifest.timeout.map(|t| t.as_millis() as u64),
+                instances: manifest.instances,
+                checks,
+                memory_checks: checks.as_str(),
+                memory_checks_reason: reason,
+            }
         },
         grant_env: manifest.grant_env.clone(),
         grant_dirs: manifest.grant_dirs.clone(),
@@ -839,6 +852,42 @@ fn app_name(component: &Component, manifest: &Manifest) -> Result<String> {
     }
 }
 
+/// Components with at least this much code are language runtimes
+/// (interpreters, JavaScript and Python engines): every request runs a great
+/// deal of their code, so a bounds check per memory access would cost them
+/// more than guard pages cost per request (bench/profile.md).
+pub const LARGE_CODE: usize = 1 << 20;
+
+/// Guard pages or explicit bounds checks for `component` (see
+/// [`qwasr_kernel::MemoryChecks`]), and why.
+fn memory_checks(
+    component: &Component,
+    manifest: &Manifest,
+) -> (qwasr_kernel::MemoryChecks, String) {
+    use qwasr_kernel::MemoryChecks::{Explicit, GuardPages};
+    if let Some(checks) = manifest.memory_checks {
+        return (checks, "set in [limits] memory-checks".into());
+    }
+    let kib = component.code_size.div_ceil(1024);
+    if component.code_size >= LARGE_CODE {
+        (
+            GuardPages,
+            format!(
+                "{kib} KiB of code, a language runtime: its own code dominates each request; \
+                 \"explicit\" in [limits] memory-checks favours instance reuse instead"
+            ),
+        )
+    } else {
+        (
+            Explicit,
+            format!(
+                "{kib} KiB of code: per-request set-up dominates small guests; \
+                 compute-heavy ones run faster with \"guard-pages\" in [limits] memory-checks"
+            ),
+        )
+    }
+}
+
 impl Plan {
     /// The plan as people read it.
     pub fn render(&self) -> String {
@@ -933,6 +982,11 @@ impl Plan {
                 })
                 .collect::<Vec<_>>()
                 .join(", ")
+        );
+        let _ = writeln!(
+            out,
+            "\nmemory checks: {} ({})",
+            self.limits.memory_checks, self.limits.memory_checks_reason
         );
         let env = self.env();
         if !env.is_empty() {

@@ -1,6 +1,6 @@
 //! The wasmtime engine, the compiled component and per-request stores.
 
-use crate::{App, BackendConfig, Cli, Code, Host, KernelCtx, Limits};
+use crate::{App, BackendConfig, Cli, Code, Host, KernelCtx, Limits, MemoryChecks};
 use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,7 +58,11 @@ impl Kernel {
                 );
             }
         }
-        let engine = Engine::new(&engine_config(&app.limits, app.concurrency))
+        let mut config = engine_config(&app.limits, app.concurrency);
+        if matches!(app.component, Code::Precompiled(_)) {
+            config.with_custom_code_memory(Some(Arc::new(InPlace)));
+        }
+        let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("setting up the wasmtime engine")?;
         let started = std::time::Instant::now();
@@ -311,15 +315,65 @@ pub fn engine_config(limits: &Limits, concurrency: bool) -> Config {
     let mut config = Config::new();
     config
         .epoch_interruption(true)
-        // Bounds checks in the code instead of guard regions: a reused slot
-        // then needs no mprotect (nor a cross-CPU TLB shootdown) per request.
-        // Measured: ~1.5x requests/s on small guests, same on CPython.
-        .signals_based_traps(false)
-        .memory_guard_size(0)
-        .memory_reservation(limits.memory)
+        // Every slot reserves the most its memory may grow to, so memories
+        // never move: compiled code may keep the base in a register.
+        .memory_may_move(false)
         .concurrency_support(concurrency)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    match limits.checks {
+        // wasmtime's defaults: 4 GiB reserved plus a guard region per memory.
+        MemoryChecks::GuardPages => config.signals_based_traps(true),
+        // A reused slot needs no mprotect (nor a cross-CPU TLB flush).
+        MemoryChecks::Explicit => config
+            .signals_based_traps(false)
+            .memory_guard_size(0)
+            .memory_reservation(limits.memory),
+    };
     config
+}
+
+/// The embedded image as the component's code memory, where it lies (see
+/// [`crate::page_aligned!`]); an error if it is not page-aligned or its pages
+/// cannot be made executable (e.g. a `noexec` mount).
+fn in_place(engine: &Engine, bytes: &'static [u8]) -> Result<Component> {
+    let page = rustix::param::page_size();
+    anyhow::ensure!(
+        bytes.as_ptr().addr().is_multiple_of(page),
+        "the image is not page-aligned"
+    );
+    // SAFETY: the bytes were produced by `precompile` for this wasmtime
+    // version and engine configuration (wasmtime re-checks both), are
+    // compiled into this binary, so nobody else can alter them, and live as
+    // long as the process.
+    unsafe { Component::deserialize_raw(engine, std::ptr::NonNull::from(bytes)) }
+        .map_err(anyhow::Error::from)
+}
+
+/// Makes code memory executable with `mprotect`, wherever it lies: in a copy
+/// wasmtime made, or in place in the executable's read-only data.
+struct InPlace;
+
+impl wasmtime::CustomCodeMemory for InPlace {
+    fn required_alignment(&self) -> usize {
+        rustix::param::page_size()
+    }
+
+    fn publish_executable(&self, ptr: *const u8, len: usize) -> wasmtime::Result<()> {
+        use rustix::mm::MprotectFlags;
+        protect(ptr, len, MprotectFlags::READ | MprotectFlags::EXEC)
+    }
+
+    fn unpublish_executable(&self, ptr: *const u8, len: usize) -> wasmtime::Result<()> {
+        use rustix::mm::MprotectFlags;
+        protect(ptr, len, MprotectFlags::READ | MprotectFlags::WRITE)
+    }
+}
+
+fn protect(ptr: *const u8, len: usize, flags: rustix::mm::MprotectFlags) -> wasmtime::Result<()> {
+    // SAFETY: wasmtime hands over page-aligned code memory it owns and runs
+    // no code from it while its protection changes.
+    unsafe { rustix::mm::mprotect(ptr.cast_mut().cast(), len, flags) }
+        .map_err(|e| wasmtime::Error::msg(format!("mprotect of code memory failed: {e}")))
 }
 
 /// Whether `engine` runs with concurrency support (see [`App::concurrency`]).
@@ -372,6 +426,10 @@ pub fn precompile(wasm: &[u8], limits: &Limits, concurrency: bool) -> Result<Vec
     // the code, and the artifact's compatibility check ignores them.
     let mut config = engine_config(limits, concurrency);
     config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+    // The native-to-wasm address map is ~10% of an image and only adds wasm
+    // offsets to trap backtraces (function names stay); loading ignores it.
+    // Development runtimes (`--jit`) keep it.
+    config.generate_address_map(false);
     let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
     engine
         .precompile_component(wasm)
@@ -388,11 +446,12 @@ fn load(engine: &Engine, app: &App, cli: &Cli) -> Result<Component> {
     }
     let _ = cli;
     match app.component {
-        // SAFETY: the bytes were produced by `precompile` for this wasmtime
-        // version and engine configuration (wasmtime re-checks both) and are
-        // compiled into this binary, so nobody else can alter them.
-        Code::Precompiled(bytes) => unsafe { Component::deserialize(engine, bytes) }
-            .map_err(anyhow::Error::from)
+        Code::Precompiled(bytes) => in_place(engine, bytes)
+            .or_else(|e| {
+                tracing::debug!("cannot run the embedded code in place ({e:#}); copying it");
+                // SAFETY: as for `in_place`.
+                unsafe { Component::deserialize(engine, bytes) }.map_err(anyhow::Error::from)
+            })
             .with_context(|| {
                 format!(
                     "the embedded `{}` component does not fit this machine or runtime; \
@@ -426,6 +485,7 @@ mod tests {
                 memory: 1 << 20,
                 timeout: Duration::from_secs(1),
                 instances: 2,
+                ..Limits::DEFAULT
             },
             ..App::new("kernel-test", Code::Wasm(component))
         }))
@@ -514,6 +574,67 @@ mod tests {
             let linker = kernel.linker::<State<()>>().unwrap();
             if let Err(e) = kernel.instantiate_pre(&linker) {
                 panic!("concurrency {concurrency}: {e:?}");
+            }
+        }
+    }
+
+    /// Either way of checking bounds: a `memory.grow` past the app's limit
+    /// fails inside the guest, an access out of bounds traps the call, and
+    /// the process carries on serving fresh instances.
+    #[cfg(feature = "compiler")]
+    #[tokio::test]
+    async fn out_of_bounds_traps_and_growth_stops_at_the_limit() {
+        use crate::testing::{State, component};
+        let wasm = component(
+            &[] as &[&str],
+            "package test:mem; world app {
+               export grow: func(pages: u32) -> s32;
+               export peek: func(addr: u32) -> u32;
+             }",
+            r#"(module
+                 (memory (export "memory") 1)
+                 (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
+                 (func (export "peek") (param i32) (result i32) (i32.load (local.get 0))))"#,
+        );
+        for checks in [MemoryChecks::GuardPages, MemoryChecks::Explicit] {
+            let app = Box::leak(Box::new(App {
+                limits: Limits {
+                    memory: 4 << 16,
+                    instances: 2,
+                    checks,
+                    ..Limits::DEFAULT
+                },
+                ..App::new("mem-test", Code::Wasm(wasm))
+            }));
+            let kernel = Kernel::new(app, Cli::default()).unwrap();
+            let linker = kernel.linker::<State<()>>().unwrap();
+            let pre = kernel.instantiate_pre(&linker).unwrap();
+            for round in 0..3 {
+                let mut store = kernel.store(State {
+                    kernel: kernel.ctx(),
+                    ctx: (),
+                });
+                let instance = pre.instantiate_async(&mut store).await.unwrap();
+                let grow = instance
+                    .get_typed_func::<(u32,), (i32,)>(&mut store, "grow")
+                    .unwrap();
+                let peek = instance
+                    .get_typed_func::<(u32,), (u32,)>(&mut store, "peek")
+                    .unwrap();
+                let page = 1 << 16;
+                assert_eq!(grow.call_async(&mut store, (2,)).await.unwrap(), (1,));
+                // Past the 4-page limit: -1 to the guest, not a trap.
+                assert_eq!(grow.call_async(&mut store, (2,)).await.unwrap(), (-1,));
+                assert_eq!(
+                    peek.call_async(&mut store, (3 * page - 4,)).await.unwrap(),
+                    (0,)
+                );
+                let e = peek.call_async(&mut store, (3 * page,)).await.unwrap_err();
+                assert_eq!(
+                    e.downcast_ref::<wasmtime::Trap>(),
+                    Some(&wasmtime::Trap::MemoryOutOfBounds),
+                    "{checks:?}, round {round}: {e:?}"
+                );
             }
         }
     }

@@ -35,6 +35,7 @@ pub use cli::Cli;
 #[cfg(feature = "compiler")]
 pub use engine::precompile;
 pub use engine::{Kernel, concurrency_support, engine_config};
+
 pub use topics::{check_topic, check_topic_pattern, topic_matches};
 
 pub use anyhow;
@@ -171,6 +172,21 @@ pub enum Code {
     Wasm(&'static [u8]),
 }
 
+/// The bytes of `include_bytes!(path)` on a page boundary, for
+/// [`Code::Precompiled`]: the runtime then runs the code where it lies in the
+/// executable's own mapping, nothing is copied at start-up, and only the
+/// pages a request touches are read in.
+#[macro_export]
+macro_rules! page_aligned {
+    ($bytes:expr) => {{
+        // 64 KiB: the largest page size of the targets wasmtime supports.
+        #[repr(C, align(65536))]
+        struct Aligned<B: ?Sized>(B);
+        static IMAGE: &Aligned<[u8]> = &Aligned(*$bytes);
+        &IMAGE.0
+    }};
+}
+
 /// Where the HTTP server listens when neither the manifest nor `HTTP_ADDR` says.
 pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
 
@@ -183,6 +199,8 @@ pub struct Limits {
     pub timeout: Duration,
     /// Instances that may be live at once.
     pub instances: u32,
+    /// How the guest's out-of-bounds memory accesses are caught.
+    pub checks: MemoryChecks,
 }
 
 impl Limits {
@@ -191,7 +209,39 @@ impl Limits {
         memory: 128 << 20,
         timeout: Duration::from_secs(30),
         instances: 1000,
+        checks: MemoryChecks::Explicit,
     };
+}
+
+/// How a guest's out-of-bounds memory accesses are caught: a per-app trade
+/// between the speed of the guest's own code and the cost of reusing an
+/// instance slot for the next request (bench/profile.md measures both).
+///
+/// Either way an access out of bounds traps (the request gets a 5xx) and a
+/// `memory.grow` past [`Limits::memory`] fails inside the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemoryChecks {
+    /// Each memory's 4 GiB reservation plus a guard region, so compiled code
+    /// needs no bounds checks and the hardware traps: the fastest guest
+    /// code and the smallest images. Memory a request grew is made
+    /// inaccessible again when its slot is reused (an `mprotect` and a TLB
+    /// flush on every core per request that grew memory).
+    GuardPages,
+    /// A bounds check compiled into every memory access: slower guest code
+    /// and larger images, but reusing a slot changes no page protection, the
+    /// cheapest per request for small guests.
+    #[default]
+    Explicit,
+}
+
+impl MemoryChecks {
+    /// The manifest's spelling (`[limits] memory-checks`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemoryChecks::GuardPages => "guard-pages",
+            MemoryChecks::Explicit => "explicit",
+        }
+    }
 }
 
 impl Default for Limits {

@@ -484,6 +484,7 @@ mod tests {
                 memory: 1 << 20,
                 timeout: Duration::from_millis(300),
                 instances: 4,
+                ..Limits::DEFAULT
             },
             concurrency: flavour.concurrency,
             messaging: Messaging {

@@ -39,6 +39,17 @@ fn end_to_end_counter_hello_draft2_and_python() {
     );
     drop(rt);
 
+    // compute asks for guard pages: its code runs without bounds checks, the
+    // answer is the same.
+    let (compute, _) = build(&["--manifest", "examples/compute/qwasr.toml"]);
+    let rt = Runtime::start(&compute, &[]);
+    assert_eq!(
+        rt.get("/?n=100").1,
+        "primes below 100: 25\nchecksum of 300000 sorted: 18171570353688423511\n"
+    );
+    assert_eq!(rt.get("/").0, 200);
+    drop(rt);
+
     // Limits: a request over its deadline or memory gets a 500; the next is fine.
     let (limits, _) = build(&["--manifest", "examples/limits/qwasr.toml"]);
     let rt = Runtime::start(&limits, &[]);

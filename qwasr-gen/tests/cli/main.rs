@@ -66,6 +66,20 @@ fn fixture(dir: &Path, name: &str, wit: &str) -> PathBuf {
 
 /// [`fixture`], also loading the WIT directories `extra` (relative to the repository).
 fn fixture_with(dir: &Path, name: &str, extra: &[&str], wit: &str) -> PathBuf {
+    let mut resolve = wasi_resolve();
+    for e in extra {
+        resolve.push_path(root().join(e)).unwrap();
+    }
+    let pkg = resolve
+        .push_str("fixture.wit", wit)
+        .expect("fixture WIT parses");
+    let world = resolve.select_world(&[pkg], Some("app")).unwrap();
+    let module = wit_component::dummy_module(&resolve, world, ManglingAndAbi::Standard32);
+    write_component(&resolve, world, module, &dir.join(name))
+}
+
+/// The repository's WASI 0.2.12 packages.
+fn wasi_resolve() -> Resolve {
     let mut resolve = Resolve::default();
     for f in [
         "io",
@@ -80,17 +94,19 @@ fn fixture_with(dir: &Path, name: &str, extra: &[&str], wit: &str) -> PathBuf {
             .push_path(root().join(format!("wit/deps/{f}.wit")))
             .unwrap();
     }
-    for e in extra {
-        resolve.push_path(root().join(e)).unwrap();
-    }
-    let pkg = resolve
-        .push_str("fixture.wit", wit)
-        .expect("fixture WIT parses");
-    let world = resolve.select_world(&[pkg], Some("app")).unwrap();
-    let mut module = wit_component::dummy_module(&resolve, world, ManglingAndAbi::Standard32);
+    resolve
+}
+
+/// The core module `module` as a component of `world`, written to `path`.
+fn write_component(
+    resolve: &Resolve,
+    world: wit_parser::WorldId,
+    mut module: Vec<u8>,
+    path: &Path,
+) -> PathBuf {
     wit_component::embed_component_metadata(
         &mut module,
-        &resolve,
+        resolve,
         world,
         wit_component::StringEncoding::UTF8,
         false,
@@ -101,9 +117,8 @@ fn fixture_with(dir: &Path, name: &str, extra: &[&str], wit: &str) -> PathBuf {
         .unwrap()
         .encode()
         .unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, component).unwrap();
-    path
+    std::fs::write(path, component).unwrap();
+    path.to_path_buf()
 }
 
 /// `wasi:http/incoming-handler` at `version`, with the published shape
@@ -816,6 +831,72 @@ fn grants_topics_and_limits_of_the_manifest_show_in_the_plan() {
     assert_eq!(
         err.trim_end(),
         "error: qwasr.toml:2:20: [messaging] max-message-size: `lots` is not a size; write e.g. \"64MiB\""
+    );
+}
+
+/// A wasi:http guest whose handler is `code_bytes` of `nop`s: a language
+/// runtime's amount of code, without one.
+fn large_http_component(dir: &Path, code_bytes: usize) -> PathBuf {
+    let mut resolve = wasi_resolve();
+    let pkg = resolve
+        .push_str(
+            "large.wit",
+            "package test:large; world app { export wasi:http/incoming-handler@0.2.12; }",
+        )
+        .unwrap();
+    let world = resolve.select_world(&[pkg], Some("app")).unwrap();
+    let wat = format!(
+        r#"(module
+             (memory (export "memory") 1)
+             (func (export "wasi:http/incoming-handler@0.2.12#handle") (param i32 i32) {})
+             (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) unreachable))"#,
+        "nop ".repeat(code_bytes)
+    );
+    let module = wat::parse_str(wat).unwrap();
+    write_component(&resolve, world, module, &dir.join("large.wasm"))
+}
+
+#[test]
+fn memory_checks_are_chosen_per_component_and_can_be_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = root().join("examples/hello-http/app.wasm");
+    let hello = hello.to_str().unwrap();
+    let plan = succeeds(&["plan", hello], dir.path());
+    assert!(
+        plan.contains("\nmemory checks: explicit (14 KiB of code: per-request set-up dominates"),
+        "{plan}"
+    );
+    let large = large_http_component(dir.path(), 1 << 20);
+    let plan = succeeds(&["plan", large.to_str().unwrap()], dir.path());
+    assert!(
+        plan.contains("\nmemory checks: guard-pages (1025 KiB of code, a language runtime"),
+        "{plan}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&succeeds(&["plan", "large.wasm", "--json"], dir.path())).unwrap();
+    assert_eq!(json["limits"]["memory_checks"], "guard-pages");
+
+    std::fs::write(
+        dir.path().join("qwasr.toml"),
+        "[limits]\nmemory-checks = \"guard-pages\"\n",
+    )
+    .unwrap();
+    let plan = succeeds(&["plan", hello], dir.path());
+    assert!(
+        plan.contains("\nmemory checks: guard-pages (set in [limits] memory-checks)\n"),
+        "{plan}"
+    );
+    std::fs::write(
+        dir.path().join("qwasr.toml"),
+        "[limits]\nmemory-checks = \"guard\"\n",
+    )
+    .unwrap();
+    let err = fails(&["plan", hello], dir.path());
+    assert_eq!(
+        err.trim_end(),
+        "error: qwasr.toml:2:17: [limits] memory-checks is `guard`; use \"guard-pages\" (fastest \
+         guest code), \"explicit\" (cheapest per request for small guests) or \"auto\" \
+         (qwasr-gen decides; the default)"
     );
 }
 

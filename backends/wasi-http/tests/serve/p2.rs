@@ -23,6 +23,7 @@ async fn start(
             memory: 16 << 20,
             timeout: Duration::from_secs(2),
             instances: 4,
+            ..Limits::DEFAULT
         },
         ..App::new("p2-test", Code::Wasm(guest))
     }));

@@ -139,6 +139,7 @@ async fn serves_a_wasi_0_3_handler() {
             memory: 16 << 20,
             timeout: TIMEOUT,
             instances: 8,
+            ..Limits::DEFAULT
         },
         ..App::new("p3-test", Code::Wasm(GUEST))
     }));

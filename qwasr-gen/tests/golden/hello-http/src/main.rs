@@ -10,7 +10,9 @@ use qwasr_kernel::{
 static APP: App = App {
     name: "hello-http",
     generator: "0.1.0",
-    component: Code::Precompiled(include_bytes!("../app.cwasm")),
+    component: Code::Precompiled(
+        qwasr_kernel::page_aligned!(include_bytes!("../app.cwasm")),
+    ),
     concurrency: false,
     serves: &["HTTP on HTTP_ADDR (wasi:http/incoming-handler@0.2.12)"],
     limits: Limits::DEFAULT,
