@@ -270,7 +270,8 @@ impl Manifest {
                 &["memory", "timeout", "instances", "memory-checks"],
                 "[limits]",
             )?;
-            if let Some((v, l)) = p.string(limits, "memory-checks")? {
+            let checks = p.string(limits, "memory-checks")?;
+            if let Some((v, l)) = &checks {
                 use qwasr_kernel::MemoryChecks::{Explicit, GuardPages};
                 m.memory_checks = match v.as_str() {
                     "auto" => None,
@@ -300,6 +301,17 @@ impl Manifest {
                         anyhow!("{l}: [limits] instances must be a positive whole number")
                     })?;
                 m.instances = Some(n);
+            }
+            let max = crate::plan::GUARD_PAGES_MAX_INSTANCES;
+            if let (Some((_, l)), Some(n)) = (&checks, m.instances)
+                && m.memory_checks == Some(qwasr_kernel::MemoryChecks::GuardPages)
+                && n > max
+            {
+                bail!(
+                    "{l}: [limits] memory-checks = \"guard-pages\" reserves ~8 GiB of address \
+                     space per instance, too much for instances = {n}; lower [limits] instances \
+                     to {max} or use \"explicit\""
+                );
             }
         }
         if let Some(grants) = p.section(root, "grants")? {

@@ -858,6 +858,11 @@ fn app_name(component: &Component, manifest: &Manifest) -> Result<String> {
 /// more than guard pages cost per request (bench/profile.md).
 pub const LARGE_CODE: usize = 1 << 20;
 
+/// Guard pages reserve ~4 GiB of address space per memory, and the pool
+/// holds two memories per instance: 4096 instances take 32 TiB of the 128 TiB
+/// a process has on x86-64.
+pub const GUARD_PAGES_MAX_INSTANCES: u32 = 4096;
+
 /// Guard pages or explicit bounds checks for `component` (see
 /// [`qwasr_kernel::MemoryChecks`]), and why.
 fn memory_checks(
@@ -869,7 +874,19 @@ fn memory_checks(
         return (checks, "set in [limits] memory-checks".into());
     }
     let kib = component.code_size.div_ceil(1024);
-    if component.code_size >= LARGE_CODE {
+    let instances = manifest
+        .instances
+        .unwrap_or(qwasr_kernel::Limits::DEFAULT.instances);
+    if component.code_size >= LARGE_CODE && instances > GUARD_PAGES_MAX_INSTANCES {
+        (
+            Explicit,
+            format!(
+                "{kib} KiB of code would take guard pages, but {instances} instances would \
+                 reserve more address space than that allows (up to \
+                 {GUARD_PAGES_MAX_INSTANCES} instances)"
+            ),
+        )
+    } else if component.code_size >= LARGE_CODE {
         (
             GuardPages,
             format!(

@@ -48,6 +48,10 @@ fn end_to_end_counter_hello_draft2_and_python() {
         "primes below 100: 25\nchecksum of 300000 sorted: 18171570353688423511\n"
     );
     assert_eq!(rt.get("/").0, 200);
+    // A 512 MB table is past the 128 MiB limit: memory.grow fails, the
+    // request gets a 500, the next one is served.
+    assert_eq!(rt.get("/?n=512000000").0, 500);
+    assert_eq!(rt.get("/?n=10").0, 200);
     drop(rt);
 
     // Limits: a request over its deadline or memory gets a 500; the next is fine.

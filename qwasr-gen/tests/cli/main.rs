@@ -888,6 +888,30 @@ fn memory_checks_are_chosen_per_component_and_can_be_set() {
     );
     std::fs::write(
         dir.path().join("qwasr.toml"),
+        "[limits]\ninstances = 5000\n",
+    )
+    .unwrap();
+    let plan = succeeds(&["plan", large.to_str().unwrap()], dir.path());
+    assert!(
+        plan.contains(
+            "\nmemory checks: explicit (1025 KiB of code would take guard pages, but 5000 instances"
+        ),
+        "{plan}"
+    );
+    std::fs::write(
+        dir.path().join("qwasr.toml"),
+        "[limits]\nmemory-checks = \"guard-pages\"\ninstances = 5000\n",
+    )
+    .unwrap();
+    let err = fails(&["plan", hello], dir.path());
+    assert_eq!(
+        err.trim_end(),
+        "error: qwasr.toml:2:17: [limits] memory-checks = \"guard-pages\" reserves ~8 GiB of \
+         address space per instance, too much for instances = 5000; lower [limits] instances \
+         to 4096 or use \"explicit\""
+    );
+    std::fs::write(
+        dir.path().join("qwasr.toml"),
         "[limits]\nmemory-checks = \"guard\"\n",
     )
     .unwrap();
