@@ -84,7 +84,7 @@ def rows(r):
     if "size_hello_p3" not in f:
         return []
     mb = lambda b: f"{b / 1e6:.2f} MB"
-    span = lambda s, fmt: f"{fmt(s['median'])} ({fmt(s['min'])}–{fmt(s['max'])})"
+    span = R.span
     sec = lambda v: f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"
     num = lambda v: f"{v:,.0f}"
     lat = lambda k: f"{f[k]['p50_ms']['median']:.2f} / {f[k]['p99_ms']['median']:.2f}"

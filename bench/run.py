@@ -268,6 +268,11 @@ def main():
     print(table)
 
 
+def span(s, fmt):
+    """A summary as `median (min–max)`, each formatted by `fmt`."""
+    return f"{fmt(s['median'])} ({fmt(s['min'])}–{fmt(s['max'])})"
+
+
 def table(rows, title=None):
     """A markdown table of (measure, median (min–max), ratio) rows, under `title`."""
     w = max(len(r[0]) for r in rows)
@@ -615,7 +620,6 @@ def data_section():
 def render(r):
     f, x = r["figures"], r["ratios"]
     mb = lambda b: f"{b / 1e6:.1f} MB"
-    span = lambda s, fmt: f"{fmt(s['median'])} ({fmt(s['min'])}–{fmt(s['max'])})"
     sec = lambda v: f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"
     num = lambda v: f"{v:,.0f}"
     msf = lambda v: f"{v:.2f}"
@@ -642,7 +646,6 @@ def render(r):
 def render_data(d):
     """The data section's table."""
     f, x = d["figures"], d["ratios"]
-    span = lambda s, fmt: f"{fmt(s['median'])} ({fmt(s['min'])}–{fmt(s['max'])})"
     num = lambda v: f"{v:,.0f}"
     mbs = lambda v: f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
     msf = lambda v: f"{v:.2f}"

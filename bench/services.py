@@ -157,7 +157,7 @@ def services_section():
 
 def render(d):
     f, x = d["figures"], d["ratios"]
-    span = lambda s, fmt: f"{fmt(s['median'])} ({fmt(s['min'])}–{fmt(s['max'])})"
+    span = R.span
     num = lambda v: f"{v:,.0f}"
     lat = lambda l: f"{l['p50_ms']['median']:.2f} / {l['p99_ms']['median']:.2f}"
     conns = d["connections"]

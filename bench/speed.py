@@ -131,7 +131,7 @@ def speed_section():
 
 def render(r):
     f, x = r["figures"], r["ratios"]
-    span = lambda s, fmt: f"{fmt(s['median'])} ({fmt(s['min'])}–{fmt(s['max'])})"
+    span = R.span
     ms = lambda v: f"{v:.2f} ms"
     num = lambda v: f"{v:,.0f}"
     mb = lambda b: f"{b / 1e6:.1f} MB"

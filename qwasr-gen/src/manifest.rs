@@ -272,17 +272,15 @@ impl Manifest {
             )?;
             let checks = p.string(limits, "memory-checks")?;
             if let Some((v, l)) = &checks {
-                use qwasr_kernel::MemoryChecks::{Explicit, GuardPages};
-                m.memory_checks = match v.as_str() {
-                    "auto" => None,
-                    "guard-pages" => Some(GuardPages),
-                    "explicit" => Some(Explicit),
-                    _ => bail!(
+                let all = qwasr_kernel::MemoryChecks::ALL;
+                m.memory_checks = all.into_iter().find(|c| c.as_str() == v);
+                if m.memory_checks.is_none() && v != "auto" {
+                    bail!(
                         "{l}: [limits] memory-checks is `{v}`; use \"guard-pages\" (fastest guest \
                          code), \"explicit\" (cheapest per request for small guests) or \"auto\" \
                          (qwasr-gen decides; the default)"
-                    ),
-                };
+                    );
+                }
             }
             if let Some((v, l)) = p.string(limits, "memory")? {
                 m.memory = Some(parse_size(&v).map_err(|e| anyhow!("{l}: [limits] memory: {e}"))?);

@@ -113,11 +113,10 @@ pub struct Limits {
     pub timeout_ms: Option<u64>,
     /// Live instances at once.
     pub instances: Option<u32>,
-    /// How out-of-bounds memory accesses are caught, chosen for this component.
-    #[serde(skip)]
+    /// How out-of-bounds memory accesses are caught, chosen for this
+    /// component (in JSON as the manifest spells it).
+    #[serde(rename = "memory_checks", serialize_with = "checks_name")]
     pub checks: qwasr_kernel::MemoryChecks,
-    /// [`Limits::checks`] as the manifest spells it.
-    pub memory_checks: &'static str,
     /// Why: set in the manifest, or what qwasr-gen saw in the component.
     pub memory_checks_reason: String,
 }
@@ -514,7 +513,6 @@ pub fn plan_with(
                 timeout_ms: manifest.timeout.map(|t| t.as_millis() as u64),
                 instances: manifest.instances,
                 checks,
-                memory_checks: checks.as_str(),
                 memory_checks_reason: reason,
             }
         },
@@ -858,6 +856,13 @@ fn app_name(component: &Component, manifest: &Manifest) -> Result<String> {
 /// more than guard pages cost per request (bench/profile.md).
 pub const LARGE_CODE: usize = 1 << 20;
 
+fn checks_name<S: serde::Serializer>(
+    checks: &qwasr_kernel::MemoryChecks,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(checks.as_str())
+}
+
 /// Guard pages reserve ~4 GiB of address space per memory, and the pool
 /// holds two memories per instance: 4096 instances take 32 TiB of the 128 TiB
 /// a process has on x86-64.
@@ -1003,7 +1008,8 @@ impl Plan {
         let _ = writeln!(
             out,
             "\nmemory checks: {} ({})",
-            self.limits.memory_checks, self.limits.memory_checks_reason
+            self.limits.checks.as_str(),
+            self.limits.memory_checks_reason
         );
         let env = self.env();
         if !env.is_empty() {

@@ -235,6 +235,9 @@ pub enum MemoryChecks {
 }
 
 impl MemoryChecks {
+    /// Every choice.
+    pub const ALL: [MemoryChecks; 2] = [MemoryChecks::GuardPages, MemoryChecks::Explicit];
+
     /// The manifest's spelling (`[limits] memory-checks`).
     pub fn as_str(self) -> &'static str {
         match self {
