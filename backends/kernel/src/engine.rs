@@ -14,7 +14,8 @@ use wasmtime_wasi::{FsPerms, WasiCtx};
 const KEEP_RESIDENT_MEMORY: usize = 4 << 20;
 const KEEP_RESIDENT_TABLE: usize = 1 << 20;
 
-/// How often the epoch advances; request deadlines are counted in these ticks.
+/// How often the epoch advances: guests yield to tokio this often, and their
+/// deadline is checked then.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// The engine and the compiled component, shared by every request.
@@ -29,7 +30,6 @@ struct Inner {
     engine: Engine,
     component: Component,
     env: Vec<(String, String)>,
-    deadline_ticks: u64,
     data_root: std::path::PathBuf,
     /// One permit per pooled instance, shared by every server: work beyond
     /// the pool waits here instead of failing to instantiate.
@@ -88,8 +88,6 @@ impl Kernel {
             .iter()
             .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
             .collect();
-        let deadline_ticks =
-            (app.limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         let data_root = match (&cli.data_dir, app.data_dir) {
             (Some(dir), _) => dir.clone(),
             (None, Some(dir)) => dir.into(),
@@ -114,7 +112,6 @@ impl Kernel {
                 engine,
                 component,
                 env,
-                deadline_ticks,
                 data_root,
                 permits: Arc::new(tokio::sync::Semaphore::new(app.limits.instances as usize)),
                 stopping,
@@ -254,27 +251,22 @@ impl Kernel {
     pub fn store<T: Host>(&self, data: T) -> Store<T> {
         let mut store = Store::new(&self.inner.engine, data);
         store.limiter(|t| &mut t.kernel().limits);
-        // A concurrency store's guest runs inside its event loop, which also
-        // wakes the tasks it feeds (the hyper connection sending the body
-        // the guest just wrote). tokio keeps such a task in the worker's
-        // next-task slot, where no other worker can take it, so a guest that
-        // computes after writing would hold its own output back until it
-        // waits again. Yielding at every epoch tick lets it go.
-        #[cfg(feature = "p3")]
-        if self.inner.app.concurrency {
-            let end = std::time::Instant::now() + self.inner.app.limits.timeout;
-            store.set_epoch_deadline(1);
-            store.epoch_deadline_callback(move |_| {
-                Ok(if std::time::Instant::now() < end {
-                    wasmtime::UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
-                } else {
-                    wasmtime::UpdateDeadline::Interrupt
-                })
-            });
-            return store;
-        }
-        store.set_epoch_deadline(self.inner.deadline_ticks);
-        store.epoch_deadline_trap();
+        // The guest yields to tokio at every epoch tick until its deadline.
+        // HTTP requests run on one current-thread runtime per core, so a
+        // guest computing for its whole timeout would otherwise hold up
+        // every other connection of its thread. A concurrency store's guest
+        // also wakes the tasks it feeds (the connection sending the body it
+        // just wrote); tokio keeps such a task in the next-task slot until
+        // the guest waits, which `yield_now` lets go.
+        let end = std::time::Instant::now() + self.inner.app.limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if std::time::Instant::now() < end {
+                wasmtime::UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+            } else {
+                wasmtime::UpdateDeadline::Interrupt
+            })
+        });
         store
     }
 }

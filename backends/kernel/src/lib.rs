@@ -39,6 +39,8 @@ pub use engine::{Kernel, concurrency_support, engine_config};
 pub use topics::{check_topic, check_topic_pattern, topic_matches};
 
 pub use anyhow;
+/// The allocator every emitted runtime installs as its `#[global_allocator]`.
+pub use mimalloc::MiMalloc as Allocator;
 pub use tokio;
 pub use tracing;
 pub use wasmtime;

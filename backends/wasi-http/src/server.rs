@@ -90,15 +90,87 @@ pub(crate) struct InFlight {
 /// Listens on the kernel's HTTP address and runs `handler` for every request
 /// until the kernel is stopping; then stops accepting, lets in-flight requests
 /// (and their instances) finish within the app's timeout, and returns.
+///
+/// One thread per core serves HTTP, each with its own current-thread tokio
+/// runtime and its own listening socket on the address (`SO_REUSEPORT`: the
+/// kernel spreads connections over them). A connection, its request and the
+/// guest answering it stay on one thread: handing them between the workers
+/// of a shared runtime cost more than a quarter of the CPU in wake-ups.
 async fn listen<H: Handler>(kernel: &Kernel, handler: H) -> Result<()> {
     let addr = kernel.http_addr().to_string();
-    let listener = TcpListener::bind(&addr).await.with_context(|| {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let listeners = bind(&addr, threads).with_context(|| {
         format!("cannot listen on {addr}; set HTTP_ADDR (or --addr) to a free host:port")
     })?;
-    let local = listener.local_addr()?;
+    let local = listeners[0].local_addr()?;
     tracing::info!(app = kernel.app().name, "listening on http://{local}");
 
     let handler = Arc::new(handler);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let kernel = kernel.clone();
+        let handler = handler.clone();
+        let done = done_tx.clone();
+        std::thread::Builder::new()
+            .name(format!("qwasr-http-{i}"))
+            .spawn(move || {
+                let served = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(anyhow::Error::from)
+                    .and_then(|rt| rt.block_on(accept_loop(&kernel, listener, handler)));
+                let _ = done.send(served);
+            })
+            .context("starting an HTTP thread")?;
+    }
+    drop(done_tx);
+    // Every thread reports once it has drained; the first failure wins.
+    let mut result = Ok(());
+    while let Some(served) = done_rx.recv().await {
+        if result.is_ok() {
+            result = served;
+        }
+    }
+    result
+}
+
+/// `count` listening sockets on `addr`, all on the same port (the one the
+/// OS picked for the first if the port is 0).
+fn bind(addr: &str, count: usize) -> Result<Vec<std::net::TcpListener>> {
+    use std::net::ToSocketAddrs;
+    let addr = addr
+        .to_socket_addrs()?
+        .next()
+        .context("the address resolves to nothing")?;
+    let socket = |addr, reuseport: bool| -> std::io::Result<std::net::TcpListener> {
+        let socket = match addr {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        // As tokio's own bind: a port whose last connections are in
+        // TIME_WAIT (a runtime just restarted) is free.
+        socket.set_reuseaddr(true)?;
+        #[cfg(unix)]
+        socket.set_reuseport(reuseport)?;
+        #[cfg(not(unix))]
+        let _ = reuseport;
+        socket.bind(addr)?;
+        socket.listen(1024)?.into_std()
+    };
+    // A plain bind first: with SO_REUSEPORT alone this runtime would share,
+    // silently, a port that another runtime of the same user is serving.
+    let addr = socket(addr, false)?.local_addr()?;
+    (0..count).map(|_| Ok(socket(addr, count > 1)?)).collect()
+}
+
+/// One HTTP thread: accepts on its own socket until the kernel is stopping,
+/// serving every connection on this thread, then drains.
+async fn accept_loop<H: Handler>(
+    kernel: &Kernel,
+    listener: std::net::TcpListener,
+    handler: Arc<H>,
+) -> Result<()> {
+    let listener = TcpListener::from_std(listener)?;
     let in_flight = InFlight { held: Arc::new(()) };
     let tracker = Arc::downgrade(&in_flight.held);
     let graceful = GracefulShutdown::new();

@@ -65,6 +65,23 @@ fn end_to_end_counter_hello_draft2_and_python() {
         "deadline took {spun:?}"
     );
     assert_eq!(rt.get("/"), (200, "fine\n".to_string()));
+    // A computing guest yields at every epoch tick: while one request spins
+    // towards its deadline, requests on other connections (some on the same
+    // HTTP thread) are answered meanwhile, not after it.
+    std::thread::scope(|s| {
+        let spinning = s.spawn(|| rt.get("/spin").0);
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        for _ in 0..8 {
+            assert_eq!(rt.get("/"), (200, "fine\n".to_string()));
+        }
+        let took = started.elapsed();
+        assert!(
+            !spinning.is_finished(),
+            "8 requests beside a spinning guest took {took:?}: they waited for it"
+        );
+        assert_eq!(spinning.join().unwrap(), 500);
+    });
     assert_eq!(rt.get("/grow?mb=64").0, 500);
     assert_eq!(
         rt.get("/grow?mb=4"),

@@ -7,6 +7,8 @@ use qwasr_kernel::{
     App, Code, CtxView, Grants, Host, Kernel, KernelCtx, Limits, Messaging, View,
 };
 
+#[global_allocator]
+static ALLOCATOR: qwasr_kernel::Allocator = qwasr_kernel::Allocator;
 static APP: App = App {
     name: "messaging",
     generator: "0.1.0",
