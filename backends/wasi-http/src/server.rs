@@ -93,9 +93,10 @@ pub(crate) struct InFlight {
 ///
 /// One thread per core serves HTTP, each with its own current-thread tokio
 /// runtime and its own listening socket on the address (`SO_REUSEPORT`: the
-/// kernel spreads connections over them). A connection, its request and the
-/// guest answering it stay on one thread: handing them between the workers
-/// of a shared runtime cost more than a quarter of the CPU in wake-ups.
+/// kernel spreads connections over them). A connection, its requests and the
+/// guests answering them stay on one thread: handing them between the
+/// workers of a shared runtime was a quarter of the samples in scheduling
+/// and futex wake-ups (bench/profile.md).
 async fn listen<H: Handler>(kernel: &Kernel, handler: H) -> Result<()> {
     let addr = kernel.http_addr().to_string();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
