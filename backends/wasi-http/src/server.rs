@@ -158,10 +158,15 @@ fn bind(addr: &str, count: usize) -> Result<Vec<std::net::TcpListener>> {
         socket.bind(addr)?;
         socket.listen(1024)?.into_std()
     };
-    // A plain bind first: with SO_REUSEPORT alone this runtime would share,
-    // silently, a port that another runtime of the same user is serving.
-    let addr = socket(addr, false)?.local_addr()?;
-    (0..count).map(|_| Ok(socket(addr, count > 1)?)).collect()
+    let first = socket(addr, false)?;
+    if count == 1 {
+        return Ok(vec![first]);
+    }
+    // That plain bind came first: with SO_REUSEPORT alone this runtime would
+    // share, silently, a port that another runtime of the same user is serving.
+    let addr = first.local_addr()?;
+    drop(first);
+    (0..count).map(|_| Ok(socket(addr, true)?)).collect()
 }
 
 /// One HTTP thread: accepts on its own socket until the kernel is stopping,
