@@ -21,6 +21,8 @@ const GITIGNORE: &str = include_str!("../../templates/gitignore.j2");
 
 /// The component inside the emitted crate, precompiled.
 pub const PRECOMPILED_FILE: &str = "app.cwasm";
+/// A digest of [`PRECOMPILED_FILE`], naming its copy in the runtime's image cache.
+pub const PRECOMPILED_ID_FILE: &str = "app.cwasm.id";
 /// The component inside the emitted crate, as WebAssembly (`--jit`).
 pub const WASM_FILE: &str = "app.wasm";
 
@@ -53,6 +55,10 @@ pub fn emit(plan: &Plan, component: &[u8], manifest: Option<&Path>, mode: Mode) 
         Mode::Precompiled => {
             let code = qwasr_kernel::precompile(component, &limits(plan), plan.concurrency)
                 .with_context(|| format!("cannot precompile `{}`", plan.component.display()))?;
+            files.insert(
+                PathBuf::from(PRECOMPILED_ID_FILE),
+                image_id(&code).into_bytes(),
+            );
             files.insert(PathBuf::from(PRECOMPILED_FILE), code);
         }
         Mode::Jit => {
@@ -66,6 +72,16 @@ pub fn emit(plan: &Plan, component: &[u8], manifest: Option<&Path>, mode: Mode) 
     );
     files.insert(PathBuf::from(".gitignore"), GITIGNORE.as_bytes().to_vec());
     Ok(Files(files))
+}
+
+/// 128 bits of the image's SHA-256, in hex: a rebuilt runtime whose code
+/// differs never loads another build's cached image.
+fn image_id(code: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(code)[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The limits the runtime will run with: the manifest's, else the kernel's defaults.
@@ -296,7 +312,11 @@ fn main_rs(plan: &Plan, mode: Mode) -> Result<String> {
     let component = match mode {
         Mode::Precompiled => {
             let file = format!("../{PRECOMPILED_FILE}");
-            quote!(Code::Precompiled(#kernel::page_aligned!(include_bytes!(#file))))
+            let id = format!("../{PRECOMPILED_ID_FILE}");
+            quote!(Code::Precompiled {
+                image: #kernel::page_aligned!(include_bytes!(#file)),
+                id: include_str!(#id),
+            })
         }
         Mode::Jit => {
             let file = format!("../{WASM_FILE}");

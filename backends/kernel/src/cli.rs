@@ -9,6 +9,10 @@ pub struct Cli {
     pub addr: Option<String>,
     /// `--data-dir` / `QWASR_DATA_DIR`.
     pub data_dir: Option<std::path::PathBuf>,
+    /// `--cache-dir` / `QWASR_CACHE_DIR`.
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// `--no-cache` / `QWASR_NO_CACHE`.
+    pub no_cache: bool,
     /// `--config KEY=VALUE`, in order.
     pub config: Vec<(String, String)>,
     /// `--component FILE`: a .wasm to compile and run instead of the embedded one.
@@ -37,6 +41,8 @@ impl Cli {
                 "Environment:\n  \
                  HTTP_ADDR               address to listen on (default {})\n  \
                  QWASR_DATA_DIR          where embedded backends keep data (default {})\n  \
+                 QWASR_CACHE_DIR         where a copy of the compiled component is kept (default ~/.cache/qwasr)\n  \
+                 QWASR_NO_CACHE=1        keeps no such copy\n  \
                  QWASR_CONFIG_<KEY>      overrides a wasi:config value (KEY upper-cased, '-' and '.' as '_')\n  \
                  RUST_LOG                log filter, e.g. info, debug, qwasr=trace (default info)\n\
                  {}\n\
@@ -63,6 +69,23 @@ impl Cli {
                     .value_name("DIR")
                     .value_parser(clap::value_parser!(std::path::PathBuf))
                     .help("Directory where embedded backends keep their data"),
+            )
+            .arg(
+                Arg::new("cache-dir")
+                    .long("cache-dir")
+                    .env("QWASR_CACHE_DIR")
+                    .value_name("DIR")
+                    .value_parser(clap::value_parser!(std::path::PathBuf))
+                    .help("Directory for a file copy of the compiled component, which later starts map instead of copying (default $XDG_CACHE_HOME/qwasr or ~/.cache/qwasr)"),
+            )
+            .arg(
+                Arg::new("no-cache")
+                    .long("no-cache")
+                    .env("QWASR_NO_CACHE")
+                    .action(ArgAction::SetTrue)
+                    // 1/0, yes/no, on/off as well as true/false.
+                    .value_parser(clap::builder::BoolishValueParser::new())
+                    .help("Neither reads nor writes that copy"),
             )
             .arg(
                 Arg::new("config")
@@ -96,6 +119,8 @@ impl From<clap::ArgMatches> for Cli {
         Cli {
             addr: m.get_one::<String>("addr").cloned(),
             data_dir: m.get_one::<std::path::PathBuf>("data-dir").cloned(),
+            cache_dir: m.get_one::<std::path::PathBuf>("cache-dir").cloned(),
+            no_cache: m.get_flag("no-cache"),
             config: m
                 .get_many::<(String, String)>("config")
                 .map(|v| v.cloned().collect())

@@ -59,7 +59,7 @@ impl Kernel {
             }
         }
         let mut config = engine_config(&app.limits, app.concurrency);
-        if matches!(app.component, Code::Precompiled(_)) {
+        if matches!(app.component, Code::Precompiled { .. }) {
             config.with_custom_code_memory(Some(Arc::new(InPlace)));
         }
         let engine = Engine::new(&config)
@@ -436,21 +436,37 @@ fn load(engine: &Engine, app: &App, cli: &Cli) -> Result<Component> {
             .map_err(anyhow::Error::from)
             .with_context(|| format!("compiling `{}`", path.display()));
     }
-    let _ = cli;
     match app.component {
-        Code::Precompiled(bytes) => in_place(engine, bytes)
-            .or_else(|e| {
-                tracing::debug!("cannot run the embedded code in place ({e:#}); copying it");
-                // SAFETY: as for `in_place`.
-                unsafe { Component::deserialize(engine, bytes) }.map_err(anyhow::Error::from)
-            })
-            .with_context(|| {
-                format!(
-                    "the embedded `{}` component does not fit this machine or runtime; \
-                     rebuild the runtime with qwasr-gen on the machine it runs on",
-                    app.name
-                )
-            }),
+        Code::Precompiled { image, id } => {
+            let cache = crate::cache::Cache::new(cli, app.name, id);
+            if let Some(cache) = &cache {
+                match cache.load(engine, image.len()) {
+                    Ok(Some(component)) => {
+                        tracing::debug!("component loaded from the image cache");
+                        return Ok(component);
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!("not using the image cache: {e:#}"),
+                }
+            }
+            let component = in_place(engine, image)
+                .or_else(|e| {
+                    tracing::debug!("cannot run the embedded code in place ({e:#}); copying it");
+                    // SAFETY: as for `in_place`.
+                    unsafe { Component::deserialize(engine, image) }.map_err(anyhow::Error::from)
+                })
+                .with_context(|| {
+                    format!(
+                        "the embedded `{}` component does not fit this machine or runtime; \
+                         rebuild the runtime with qwasr-gen on the machine it runs on",
+                        app.name
+                    )
+                })?;
+            if let Some(cache) = cache {
+                cache.fill_in_background(image);
+            }
+            Ok(component)
+        }
         #[cfg(feature = "compiler")]
         Code::Wasm(bytes) => Component::new(engine, bytes)
             .map_err(anyhow::Error::from)

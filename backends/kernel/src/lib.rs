@@ -22,6 +22,7 @@
 
 #![deny(missing_docs)]
 
+mod cache;
 mod cli;
 mod engine;
 pub mod fs;
@@ -117,7 +118,13 @@ pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Variables the kernel itself reads (its `--help` always lists them).
-pub const KERNEL_ENV: &[&str] = &["HTTP_ADDR", "QWASR_DATA_DIR", "RUST_LOG"];
+pub const KERNEL_ENV: &[&str] = &[
+    "HTTP_ADDR",
+    "QWASR_DATA_DIR",
+    "QWASR_CACHE_DIR",
+    "QWASR_NO_CACHE",
+    "RUST_LOG",
+];
 
 impl App {
     /// An app named `name` running `component` with every other setting at
@@ -168,7 +175,13 @@ impl Messaging {
 pub enum Code {
     /// Machine code made by [`precompile`] for this runtime's engine
     /// configuration: loads in milliseconds, needs no compiler.
-    Precompiled(&'static [u8]),
+    Precompiled {
+        /// The image, page-aligned (see [`page_aligned!`]).
+        image: &'static [u8],
+        /// A digest of `image` (hex), naming its copy in the image cache;
+        /// empty: not cached.
+        id: &'static str,
+    },
     /// WebAssembly, compiled with Cranelift at start-up (needs the
     /// `compiler` feature). Such runtimes also take `--component FILE`.
     Wasm(&'static [u8]),

@@ -157,4 +157,80 @@ fn end_to_end_counter_hello_draft2_and_python() {
         (200, "\n".to_string()),
         "the guest sees no host environment"
     );
+    drop(rt);
+    image_cache(&bin);
+}
+
+/// The image cache: written after a start that did not find it, mapped by
+/// the next (CPython's heap straight from the file), never loaded from a
+/// file that is not this image or not private to this user.
+fn image_cache(bin: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let hello = |rt: &Runtime| {
+        assert_eq!(
+            rt.get("/py").1,
+            "Hello from Python on qwasr! You asked for /py\n"
+        );
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let env = [("QWASR_CACHE_DIR", dir.to_str().unwrap())];
+    let rt = Runtime::start(bin, &env);
+    hello(&rt);
+    assert!(!rt.maps().contains(dir.to_str().unwrap()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let file = loop {
+        let cached: Vec<_> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+            .collect();
+        if let [file] = cached.as_slice() {
+            break file.clone();
+        }
+        assert!(Instant::now() < deadline, "no image cached in {dir:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(rt);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!((mode(&dir), mode(&file)), (0o700, 0o600));
+    let image = std::fs::read(&file).unwrap();
+
+    let rt = Runtime::start(bin, &env);
+    hello(&rt);
+    assert!(
+        rt.maps().contains(file.to_str().unwrap()),
+        "the second start maps {file:?}"
+    );
+    drop(rt);
+
+    // Not this image (same size, other bytes): the embedded one runs, and
+    // the copy is written again.
+    std::fs::write(&file, vec![0u8; image.len()]).unwrap();
+    let rt = Runtime::start(bin, &env);
+    hello(&rt);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read(&file).unwrap() != image {
+        assert!(Instant::now() < deadline, "{file:?} was not rewritten");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(rt);
+
+    // A directory others may write to is not trusted; --no-cache writes nothing.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let rt = Runtime::start(bin, &env);
+    hello(&rt);
+    assert!(!rt.maps().contains(dir.to_str().unwrap()));
+    drop(rt);
+    let off = tmp.path().join("off");
+    let rt = Runtime::start_with_args(
+        bin,
+        &["--no-cache"],
+        &[("QWASR_CACHE_DIR", off.to_str().unwrap())],
+    );
+    hello(&rt);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!off.exists(), "--no-cache wrote {off:?}");
 }

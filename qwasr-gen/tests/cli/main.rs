@@ -980,6 +980,12 @@ fn golden(example: &str) {
     // The component is embedded precompiled: wasmtime's ELF artifact.
     let code = std::fs::read(out.join("app.cwasm")).unwrap();
     assert_eq!(&code[..4], b"\x7fELF");
+    // Named by its digest in the runtime's image cache.
+    let id = std::fs::read_to_string(out.join("app.cwasm.id")).unwrap();
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id:?}"
+    );
     assert!(!out.join("app.wasm").exists());
 }
 

@@ -72,6 +72,11 @@ impl Runtime {
         let child = Command::new(bin)
             .args(args)
             .env("HTTP_ADDR", addr)
+            // Image copies stay in the target directory, not in ~/.cache.
+            .env(
+                "QWASR_CACHE_DIR",
+                root().join("target/qwasr-apps/image-cache"),
+            )
             .envs(extra_env.iter().copied())
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
@@ -123,6 +128,11 @@ impl Runtime {
         body: &[u8],
     ) -> std::io::Result<Response> {
         request(&self.addr, method, path, headers, body)
+    }
+
+    /// The process's memory map (/proc/PID/maps): which files it maps.
+    pub fn maps(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/maps", self.child.id())).unwrap()
     }
 
     /// SIGTERM, then the exit status.

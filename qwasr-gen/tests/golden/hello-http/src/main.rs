@@ -12,9 +12,10 @@ static ALLOCATOR: qwasr_kernel::Allocator = qwasr_kernel::Allocator;
 static APP: App = App {
     name: "hello-http",
     generator: "0.1.0",
-    component: Code::Precompiled(
-        qwasr_kernel::page_aligned!(include_bytes!("../app.cwasm")),
-    ),
+    component: Code::Precompiled {
+        image: qwasr_kernel::page_aligned!(include_bytes!("../app.cwasm")),
+        id: include_str!("../app.cwasm.id"),
+    },
     concurrency: false,
     serves: &["HTTP on HTTP_ADDR (wasi:http/incoming-handler@0.2.12)"],
     limits: Limits::DEFAULT,
