@@ -143,8 +143,8 @@ def speed_section():
 
 
 def fill_cache(name, runtime, cache):
-    """Starts app `name`'s `runtime` once, if need be, and waits for the copy
-    of its image in `cache`."""
+    """Starts app `name`'s `runtime` once and waits for the copy of its image
+    in `cache` (there already if an earlier run of it wrote one)."""
     copies = lambda: list(cache.glob(f"{name}-{'?' * 32}.cwasm"))
     s = R.Server([runtime], {"QWASR_CACHE_DIR": str(cache)})
     try:
