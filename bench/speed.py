@@ -144,13 +144,15 @@ def speed_section():
 
 def fill_cache(name, runtime, cache):
     """Starts app `name`'s `runtime` once and waits for the copy of its image
-    in `cache` (there already if an earlier run of it wrote one)."""
-    copies = lambda: list(cache.glob(f"{name}-{'?' * 32}.cwasm"))
+    in `cache` (there already if an earlier run of it wrote one), named by the
+    digest qwasr-gen wrote beside the image."""
+    digest = image(name).with_name("app.cwasm.id").read_text().strip()
+    copy = cache / f"{name}-{digest}.cwasm"
     s = R.Server([runtime], {"QWASR_CACHE_DIR": str(cache)})
     try:
         s.first_ok()
         deadline = time.monotonic() + 60
-        while not copies():
+        while not copy.is_file():
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{runtime} cached no image in {cache}")
             time.sleep(0.05)

@@ -6,7 +6,10 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-step() { printf '\n==> %s\n' "$*" >&2; }
+# Each step says when it starts (minutes:seconds into the run), so a slow
+# CI run shows where its time went.
+step() { printf '\n==> [%d:%02d] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
+trap 'step "done (exit $?)"' EXIT
 
 step "rebuild example guests from source"
 scripts/build-examples.sh

@@ -30,14 +30,27 @@ pub(crate) struct Cache {
 
 impl Cache {
     /// The cache for `app`'s image `id`: `--cache-dir`, else
-    /// `$XDG_CACHE_HOME/qwasr`, else `~/.cache/qwasr`; none with `--no-cache`
-    /// or when no such directory can be named.
-    pub(crate) fn new(cli: &crate::Cli, app: &'static str, id: &'static str) -> Option<Cache> {
-        if cli.no_cache || id.is_empty() {
+    /// `$XDG_CACHE_HOME/qwasr`, else `~/.cache/qwasr`, created (0700) if
+    /// missing. None with `--no-cache`, when no such directory can be named,
+    /// or when it cannot be created or others may write to it (logged).
+    pub(crate) fn open(cli: &crate::Cli, app: &'static str, id: &'static str) -> Option<Cache> {
+        if cli.no_cache {
             return None;
         }
         let dir = cli.cache_dir.clone().or_else(default_dir)?;
-        Some(Cache { dir, app, id })
+        let usable = fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("creating `{}`", dir.display()))
+            .and_then(|()| private(&fs::metadata(&dir)?, &dir));
+        match usable {
+            Ok(()) => Some(Cache { dir, app, id }),
+            Err(e) => {
+                tracing::debug!("not using the image cache: {e:#}");
+                None
+            }
+        }
     }
 
     fn file(&self) -> PathBuf {
@@ -53,7 +66,6 @@ impl Cache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("reading `{}`", path.display())),
         };
-        private(&fs::metadata(&self.dir)?, &self.dir)?;
         private(&meta, &path)?;
         anyhow::ensure!(
             meta.is_file() && meta.len() == len as u64,
@@ -63,8 +75,8 @@ impl Cache {
         // SAFETY: the file was written by this user, from this runtime's
         // image with this digest, for this wasmtime version (wasmtime checks
         // version and engine settings again), in a directory only this user
-        // can write to; files there are only ever replaced by rename, never
-        // modified in place.
+        // can write to (checked by `open`); files there are only ever
+        // replaced by rename, never modified in place.
         let component = unsafe { Component::deserialize_file(engine, &path) }
             .map_err(anyhow::Error::from)
             .with_context(|| format!("loading `{}`", path.display()))?;
@@ -89,12 +101,6 @@ impl Cache {
     }
 
     fn fill(&self, image: &[u8]) -> Result<PathBuf> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .with_context(|| format!("creating `{}`", self.dir.display()))?;
-        private(&fs::metadata(&self.dir)?, &self.dir)?;
         let path = self.file();
         let tmp = self.dir.join(format!(
             ".{}-{}.{}.tmp",

@@ -438,7 +438,7 @@ fn load(engine: &Engine, app: &App, cli: &Cli) -> Result<Component> {
     }
     match app.component {
         Code::Precompiled { image, id } => {
-            let cache = crate::cache::Cache::new(cli, app.name, id);
+            let cache = crate::cache::Cache::open(cli, app.name, id);
             if let Some(cache) = &cache {
                 match cache.load(engine, image.len()) {
                     Ok(Some(component)) => {

@@ -178,8 +178,7 @@ pub enum Code {
     Precompiled {
         /// The image, page-aligned (see [`page_aligned!`]).
         image: &'static [u8],
-        /// A digest of `image` (hex), naming its copy in the image cache;
-        /// empty: not cached.
+        /// A digest of `image` (hex), naming its copy in the image cache.
         id: &'static str,
     },
     /// WebAssembly, compiled with Cranelift at start-up (needs the

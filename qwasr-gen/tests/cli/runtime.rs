@@ -29,7 +29,15 @@ pub fn build_in(cwd: &Path, args: &[&str]) -> (PathBuf, Duration) {
         bin.is_file(),
         "build printed {stdout:?}, which is not a file"
     );
-    (bin, started.elapsed())
+    let took = started.elapsed();
+    // Past the test harness's capture, so CI logs show where build time goes.
+    let _ = writeln!(
+        std::io::stderr(),
+        "qwasr-gen build {} took {:.1} s",
+        args.join(" "),
+        took.as_secs_f64()
+    );
+    (bin, took)
 }
 
 /// A running runtime, killed when dropped.
