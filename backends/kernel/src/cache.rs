@@ -83,16 +83,16 @@ impl Cache {
         Ok(Some(component))
     }
 
-    /// Writes `image` to the cache on a thread of its own, then removes this
-    /// app's other images (earlier builds). Failures are logged at debug
-    /// level: the cache only makes later starts faster.
+    /// Writes `image` to the cache on a thread of its own. Failures are
+    /// logged at debug level: the cache only makes later starts faster.
     pub(crate) fn fill_in_background(self, image: &'static [u8]) {
         let spawned = std::thread::Builder::new()
             .name("qwasr-cache".into())
             .spawn(move || match self.fill(image) {
-                Ok(path) => {
+                Ok(Some(path)) => {
                     tracing::debug!(path = %path.display(), "image cached for later starts")
                 }
+                Ok(None) => tracing::debug!("image being cached by another start"),
                 Err(e) => tracing::debug!("image not cached: {e:#}"),
             });
         if let Err(e) = spawned {
@@ -100,7 +100,12 @@ impl Cache {
         }
     }
 
-    fn fill(&self, image: &[u8]) -> Result<PathBuf> {
+    /// Removes what earlier runs left, then writes the copy unless another
+    /// live process is writing it already (`Ok(None)`).
+    fn fill(&self, image: &[u8]) -> Result<Option<PathBuf>> {
+        if self.sweep() {
+            return Ok(None);
+        }
         let path = self.file();
         let tmp = self.dir.join(format!(
             ".{}-{}.{}.tmp",
@@ -108,35 +113,54 @@ impl Cache {
             self.id,
             std::process::id()
         ));
-        let written = (|| {
-            let mut file = File::options()
+        let mut file = {
+            // Created under the lock, so a stop either comes first (nothing
+            // written) or finds the file to remove.
+            let mut writer = writer();
+            anyhow::ensure!(
+                !matches!(*writer, Writer::Stopped),
+                "the runtime is stopping"
+            );
+            let file = File::options()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&tmp)?;
+                .open(&tmp)
+                .with_context(|| format!("creating `{}`", tmp.display()))?;
+            *writer = Writer::Writing(tmp.clone());
+            file
+        };
+        let written = (|| {
             file.write_all(image)?;
             // Renamed only once on disk: a crash never leaves a short file
             // under the final name.
             file.sync_data()?;
             fs::rename(&tmp, &path)
         })();
+        {
+            let mut writer = writer();
+            if matches!(*writer, Writer::Writing(_)) {
+                *writer = Writer::Idle;
+            }
+        }
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
             return Err(e).with_context(|| format!("writing `{}`", path.display()));
         }
-        self.remove_others();
-        Ok(path)
+        Ok(Some(path))
     }
 
     /// Removes images of earlier builds of this app (same name, other
-    /// digest) and copies left half-written by runtimes that were killed.
-    fn remove_others(&self) {
+    /// digest) and copies left half-written by runtimes that were killed;
+    /// true if a live process is writing this image now.
+    fn sweep(&self) -> bool {
         let Ok(entries) = fs::read_dir(&self.dir) else {
-            return;
+            return false;
         };
         let prefix = format!("{}-", self.app);
         let is_id =
             |id: &str| id.len() == self.id.len() && id.bytes().all(|b| b.is_ascii_hexdigit());
+        let mut in_progress = false;
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
@@ -144,20 +168,52 @@ impl Cache {
                 .strip_prefix(&prefix)
                 .and_then(|rest| rest.strip_suffix(".cwasm"))
                 .is_some_and(|id| id != self.id && is_id(id));
-            let abandoned = name
+            let writer = name
                 .strip_prefix('.')
                 .and_then(|n| n.strip_prefix(&prefix))
                 .and_then(|rest| rest.strip_suffix(".tmp"))
                 .and_then(|rest| rest.split_once('.'))
-                .is_some_and(|(id, pid)| {
-                    is_id(id)
-                        && pid.parse::<u32>().is_ok()
-                        && !Path::new("/proc").join(pid).exists()
-                });
+                .filter(|(id, _)| is_id(id))
+                .and_then(|(id, pid)| Some((id, pid.parse::<u32>().ok()?)));
+            let abandoned = match writer {
+                Some((id, pid)) if Path::new("/proc").join(pid.to_string()).exists() => {
+                    in_progress |= id == self.id && pid != std::process::id();
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            };
             if earlier || abandoned {
                 let _ = fs::remove_file(entry.path());
             }
         }
+        in_progress
+    }
+}
+
+/// What this process's cache writer is doing.
+enum Writer {
+    Idle,
+    /// Writing this temporary file.
+    Writing(PathBuf),
+    /// The runtime is stopping: write nothing more.
+    Stopped,
+}
+
+fn writer() -> std::sync::MutexGuard<'static, Writer> {
+    static WRITER: std::sync::Mutex<Writer> = std::sync::Mutex::new(Writer::Idle);
+    WRITER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Called as the runtime stops (e.g. SIGTERM soon after a first start):
+/// removes the copy this process is still writing and starts no other, so no
+/// half-written file is left behind. A killed process's file is removed by
+/// the next start that writes one.
+pub(crate) fn abandon_unfinished() {
+    if let Writer::Writing(tmp) = std::mem::replace(&mut *writer(), Writer::Stopped) {
+        let _ = fs::remove_file(tmp);
     }
 }
 
@@ -187,4 +243,55 @@ fn private(meta: &fs::Metadata, path: &Path) -> Result<()> {
         meta.mode() & 0o7777
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_and_fill_leave_only_this_image() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let id = "0123456789abcdef0123456789abcdef";
+        let other = "fedcba9876543210fedcba9876543210";
+        let cache = Cache {
+            dir: dir.to_path_buf(),
+            app: "app",
+            id,
+        };
+        let touch = |name: String| fs::write(dir.join(name), b"x").unwrap();
+        let names = || {
+            let mut names: Vec<String> = fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+        touch(format!("app-{other}.cwasm")); // an earlier build
+        touch(format!(".app-{id}.4294967295.tmp")); // a writer that died
+        touch(format!("app-x-{other}.cwasm")); // another app's
+        touch(format!(".app-{id}.1.tmp")); // pid 1 lives: a start writing now
+        assert_eq!(cache.fill(b"image").unwrap(), None);
+        assert_eq!(
+            names(),
+            [format!(".app-{id}.1.tmp"), format!("app-x-{other}.cwasm")]
+        );
+
+        fs::remove_file(dir.join(format!(".app-{id}.1.tmp"))).unwrap();
+        let written = cache.fill(b"image").unwrap().unwrap();
+        assert_eq!(fs::read(&written).unwrap(), b"image");
+        assert_eq!(
+            names(),
+            [format!("app-{id}.cwasm"), format!("app-x-{other}.cwasm")]
+        );
+        assert!(matches!(*writer(), Writer::Idle));
+
+        abandon_unfinished();
+        assert!(
+            cache.fill(b"image").is_err(),
+            "nothing is written once stopping"
+        );
+    }
 }

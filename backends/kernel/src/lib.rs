@@ -482,6 +482,7 @@ where
                 run(kernel).await
             })
         });
+    cache::abandon_unfinished();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

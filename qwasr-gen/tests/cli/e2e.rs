@@ -218,6 +218,19 @@ fn image_cache(bin: &Path) {
     }
     drop(rt);
 
+    // Stopped (SIGTERM) right after a first start: the copy is either whole
+    // or gone, never left half-written.
+    let quick = tmp.path().join("quick");
+    let rt = Runtime::start(bin, &[("QWASR_CACHE_DIR", quick.to_str().unwrap())]);
+    hello(&rt);
+    assert!(rt.stop().success());
+    let left: Vec<_> = std::fs::read_dir(&quick)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "half-written copies left: {left:?}");
+
     // A directory others may write to is not trusted; --no-cache writes nothing.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let rt = Runtime::start(bin, &env);
