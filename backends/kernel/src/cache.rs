@@ -21,6 +21,10 @@ use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+/// How long after a start its copy is written (a stop before then writes
+/// none).
+const WRITE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Where one app's image is cached.
 pub(crate) struct Cache {
     dir: PathBuf,
@@ -88,12 +92,17 @@ impl Cache {
     pub(crate) fn fill_in_background(self, image: &'static [u8]) {
         let spawned = std::thread::Builder::new()
             .name("qwasr-cache".into())
-            .spawn(move || match self.fill(image) {
-                Ok(Some(path)) => {
-                    tracing::debug!(path = %path.display(), "image cached for later starts")
+            .spawn(move || {
+                // The copy only helps later starts: it waits until this one
+                // has served its first requests.
+                std::thread::sleep(WRITE_AFTER);
+                match self.fill(image) {
+                    Ok(Some(path)) => {
+                        tracing::debug!(path = %path.display(), "image cached for later starts")
+                    }
+                    Ok(None) => tracing::debug!("image being cached by another start"),
+                    Err(e) => tracing::debug!("image not cached: {e:#}"),
                 }
-                Ok(None) => tracing::debug!("image being cached by another start"),
-                Err(e) => tracing::debug!("image not cached: {e:#}"),
             });
         if let Err(e) = spawned {
             tracing::debug!("image not cached: {e}");
