@@ -116,8 +116,13 @@ impl Cache {
             return Ok(None);
         }
         let path = self.file();
+        // The pid says whether the writer still lives; the nonce keeps apart
+        // writers with the same pid (in containers sharing the directory).
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.subsec_nanos());
         let tmp = self.dir.join(format!(
-            ".{}-{}.{}.tmp",
+            ".{}-{}.{}.{nonce:08x}.tmp",
             self.app,
             self.id,
             std::process::id()
@@ -183,10 +188,13 @@ impl Cache {
                 .and_then(|rest| rest.strip_suffix(".tmp"))
                 .and_then(|rest| rest.split_once('.'))
                 .filter(|(id, _)| is_id(id))
-                .and_then(|(id, pid)| Some((id, pid.parse::<u32>().ok()?)));
+                .and_then(|(id, rest)| Some((id, rest.split('.').next()?.parse::<u32>().ok()?)));
             let abandoned = match writer {
+                // Not ours (this process has not created its file yet): an
+                // earlier process with the same pid, as pid 1 in a container.
+                Some((_, pid)) if pid == std::process::id() => true,
                 Some((id, pid)) if Path::new("/proc").join(pid.to_string()).exists() => {
-                    in_progress |= id == self.id && pid != std::process::id();
+                    in_progress |= id == self.id;
                     false
                 }
                 Some(_) => true,
@@ -279,16 +287,21 @@ mod tests {
             names
         };
         touch(format!("app-{other}.cwasm")); // an earlier build
-        touch(format!(".app-{id}.4294967295.tmp")); // a writer that died
+        touch(format!(".app-{id}.4294967295.1a2b3c4d.tmp")); // a writer that died
+        let me = std::process::id();
+        touch(format!(".app-{id}.{me}.00000000.tmp")); // an earlier process, same pid
         touch(format!("app-x-{other}.cwasm")); // another app's
-        touch(format!(".app-{id}.1.tmp")); // pid 1 lives: a start writing now
+        touch(format!(".app-{id}.1.0badcafe.tmp")); // pid 1 lives: a start writing now
         assert_eq!(cache.fill(b"image").unwrap(), None);
         assert_eq!(
             names(),
-            [format!(".app-{id}.1.tmp"), format!("app-x-{other}.cwasm")]
+            [
+                format!(".app-{id}.1.0badcafe.tmp"),
+                format!("app-x-{other}.cwasm")
+            ]
         );
 
-        fs::remove_file(dir.join(format!(".app-{id}.1.tmp"))).unwrap();
+        fs::remove_file(dir.join(format!(".app-{id}.1.0badcafe.tmp"))).unwrap();
         let written = cache.fill(b"image").unwrap().unwrap();
         assert_eq!(fs::read(&written).unwrap(), b"image");
         assert_eq!(
